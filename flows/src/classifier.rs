@@ -1,0 +1,1 @@
+//! Tuple-space-search classifier: highest-priority matching rule plus the wildcard mask examined.

@@ -1,0 +1,1 @@
+//! Group table: group_mod semantics, bucket selection, liveness, counters.

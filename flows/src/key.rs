@@ -1,0 +1,1 @@
+//! One-pass flow-key extraction from an Ethernet frame.

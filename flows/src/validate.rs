@@ -1,0 +1,1 @@
+//! Prerequisite and consistency checks for matches, actions and instructions, with OF1.3 error codes.
