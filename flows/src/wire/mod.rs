@@ -8,4 +8,7 @@ pub mod action;
 pub mod buf;
 pub mod instruction;
 pub mod message;
+pub mod multipart;
 pub mod oxm;
+pub mod port;
+pub mod table_features;
