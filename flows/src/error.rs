@@ -146,7 +146,10 @@ pub enum ErrorCode {
     RoleRequestFailed(RoleRequestFailedCode),
     MeterModFailed(MeterModFailedCode),
     TableFeaturesFailed(TableFeaturesFailedCode),
-    /// Any other pair (including OFPET_EXPERIMENTER, whose "code" is the exp_type).
+    /// OFPET_EXPERIMENTER: an error defined by an experimenter (e.g. the ONF extension codes
+    /// Open vSwitch answers where OF1.3 has no standard code). Sent with the experimenter id.
+    Experimenter { exp_type: u16, experimenter: u32 },
+    /// Any other pair.
     Other { etype: u16, code: u16 },
 }
 
@@ -169,11 +172,13 @@ impl ErrorCode {
             RoleRequestFailed(c) => (11, c.into()),
             MeterModFailed(c) => (12, c.into()),
             TableFeaturesFailed(c) => (13, c.into()),
+            Experimenter { exp_type, .. } => (0xffff, exp_type),
             Other { etype, code } => (etype, code),
         }
     }
 
-    /// Types a (type, code) pair read off the wire. Total: unknown pairs become `Other`.
+    /// Types a (type, code) pair read off the wire. Total: unknown pairs become `Other`
+    /// (an experimenter error also needs its experimenter id: see `Experimenter`).
     pub fn from_wire(etype: u16, code: u16) -> ErrorCode {
         use ErrorCode::*;
         let c = code;
@@ -224,6 +229,9 @@ impl ErrorCode {
             RoleRequestFailed(c) => ("OFPRRFC_", format!("{c:?}")),
             MeterModFailed(c) => ("OFPMMFC_", format!("{c:?}")),
             TableFeaturesFailed(c) => ("OFPTFFC_", format!("{c:?}")),
+            Experimenter { exp_type, experimenter } => {
+                return format!("OFPET_EXPERIMENTER(0x{experimenter:08x},{exp_type})")
+            }
             Other { etype, code } => return format!("OFPET({etype},{code})"),
         };
         if var.starts_with("Unknown(") {

@@ -336,7 +336,7 @@ pub fn check_actions(actions: &[Action], m: &Match) -> Result<()> {
 
 /// Checks a flow's instructions in table `table_id` of a pipeline with `n_tables` tables.
 /// A type given twice is the ONF extension error 2600 (`OFPBIC_DUP_INST`) as
-/// [`ErrorCode::Other`] `{ etype: 0xffff, code: 2600 }` (experimenter 0x4f4e4600), which is
+/// [`ErrorCode::Experimenter`] `{ exp_type: 2600, experimenter: 0x4f4e4600 }`, which is
 /// what Open vSwitch answers in OF1.3. Write-actions are checked after apply-actions, with
 /// what the apply-actions changed, as OVS does.
 pub fn check_instructions(
@@ -365,10 +365,7 @@ pub fn check_instructions(
         let t = i.type_code();
         if seen.contains(&t) {
             return Err(Error::new(
-                ErrorCode::Other {
-                    etype: 0xffff,
-                    code: ONF_ERR_DUP_INST,
-                },
+                ErrorCode::Experimenter { exp_type: ONF_ERR_DUP_INST, experimenter: crate::wire::action::ONF_EXPERIMENTER_ID },
                 format!("instruction type {t} appears twice (OFPBIC_DUP_INST)"),
             ));
         }
@@ -723,10 +720,7 @@ mod tests {
                 4,
                 &any
             )),
-            ErrorCode::Other {
-                etype: 0xffff,
-                code: 2600
-            }
+            ErrorCode::Experimenter { exp_type: 2600, experimenter: 0x4f4e_4600 }
         );
         for t in [0, 1, 4, 200] {
             assert_eq!(

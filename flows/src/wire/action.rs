@@ -6,8 +6,8 @@
 //! [`crate::validate`]'s job. Set-field follows what Open vSwitch answers in OpenFlow 1.3:
 //! - a class other than OPENFLOW_BASIC: `OFPBAC_BAD_SET_TYPE`;
 //! - the hasmask bit: ONF experimenter error 4250 (`OFPBAC_BAD_SET_MASK`, which has no OF1.3
-//!   code), i.e. [`ErrorCode::Other`] `{ etype: 0xffff, code: 4250 }`, experimenter
-//!   [`ONF_EXPERIMENTER_ID`];
+//!   code), i.e. [`ErrorCode::Experimenter`] `{ exp_type: 4250, experimenter:
+//!   ONF_EXPERIMENTER_ID }`;
 //! - an OXM length that is not the field's width: `OFPBAC_BAD_SET_LEN`; one running past the
 //!   action: also `OFPBAC_BAD_SET_LEN` (OVS answers `OFPBMC_BAD_LEN` there; the spec's
 //!   "length problem in SET_FIELD action" fits better);
@@ -145,10 +145,7 @@ fn decode_set_field(b: &mut Reader<'_>, at: usize) -> Result<Action> {
     }
     if h.hasmask {
         return Err(Error::new(
-            ErrorCode::Other {
-                etype: 0xffff,
-                code: ONF_ERR_BAD_SET_MASK,
-            },
+            ErrorCode::Experimenter { exp_type: ONF_ERR_BAD_SET_MASK, experimenter: ONF_EXPERIMENTER_ID },
             "set_field OXM has the hasmask bit set (OFPBAC_BAD_SET_MASK)",
         )
         .at(at));
@@ -297,10 +294,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.code,
-            ErrorCode::Other {
-                etype: 0xffff,
-                code: 4250
-            }
+            ErrorCode::Experimenter { exp_type: 4250, experimenter: 0x4f4e_4600 }
         );
         // set_field tcp_dst with length 3
         let e = dec(&[0, 25, 0, 16, 0x80, 0, 0x1c, 3, 0, 80, 0, 0, 0, 0, 0, 0]).unwrap_err();

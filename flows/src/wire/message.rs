@@ -1207,8 +1207,11 @@ fn encode_body(m: &Message, w: &mut Writer) {
 /// the first 64 bytes of the offending message (all of it when shorter).
 pub fn error_reply(err: &Error, offending: &[u8]) -> Message {
     let n = offending.len().min(ERROR_DATA_LEN);
-    Message::Error {
-        code: err.code,
-        data: offending.get(..n).unwrap_or(offending).to_vec(),
+    let data = offending.get(..n).unwrap_or(offending).to_vec();
+    match err.code {
+        ErrorCode::Experimenter { exp_type, experimenter } => {
+            Message::ErrorExperimenter { exp_type, experimenter, data }
+        }
+        code => Message::Error { code, data },
     }
 }
