@@ -26,14 +26,21 @@ pub fn decode_message(data: &[u8]) {
 }
 
 /// The ovs-ofctl flow parser: never panics; whatever parses prints to text that parses back
-/// to the same flow_mod.
+/// and prints the same again (printing is a fixed point after one parse, even where ovs-ofctl's
+/// format drops something, such as `out_group`).
 pub fn parse_flow_text(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else { return };
-    for cmd in [crate::mods::FlowModCommand::Add, crate::mods::FlowModCommand::DeleteStrict] {
-        if let Ok(fm) = crate::text::parse_flow(s, cmd) {
-            let printed = crate::text::format_flow(&fm);
-            match crate::text::parse_flow(&printed, cmd) {
-                Ok(again) => assert_eq!(fm, again, "{s:?} printed as {printed:?} parses differently"),
+    // Deletes only need to parse without panicking: ovs-ofctl's print of a delete in table 0
+    // omits the table, which reads back as "all tables".
+    let _ = crate::text::parse_flow(s, crate::mods::FlowModCommand::DeleteStrict);
+    {
+        if let Ok(fm) = crate::text::parse_flow(s, crate::mods::FlowModCommand::Add) {
+            let printed = crate::text::format_flow_mod(&fm);
+            match crate::text::parse_flow_mod(&printed) {
+                Ok(again) => {
+                    let reprinted = crate::text::format_flow_mod(&again);
+                    assert_eq!(printed, reprinted, "{s:?} does not print stably");
+                }
                 Err(e) => panic!("{s:?} printed as {printed:?} which does not parse: {e}"),
             }
         }

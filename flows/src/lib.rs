@@ -22,6 +22,8 @@ pub mod action;
 pub mod classifier;
 pub mod error;
 pub mod field;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod group;
 pub mod key;
 pub mod matches;

@@ -95,11 +95,28 @@ impl<'a> Reader<'a> {
         s
     }
 
-    /// A NUL-padded fixed-size string field (port names, descriptions).
+    /// A NUL-terminated string in a fixed `n`-byte field (port names, descriptions). As in
+    /// the encoder and Open vSwitch, the last byte always counts as the terminator. Bytes that
+    /// are not UTF-8 become U+FFFD, and the result is cut back (at a character boundary) to
+    /// what fits the field, so decoding is canonical: encode then decode gives the same string.
     pub fn fixed_str(&mut self, n: usize, what: &str) -> Result<String> {
         let s = self.bytes(n, what)?;
+        let s = s.get(..n.saturating_sub(1)).unwrap_or(s);
         let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-        Ok(String::from_utf8_lossy(&s[..end]).into_owned())
+        let mut out = String::from_utf8_lossy(s.get(..end).unwrap_or(s)).into_owned();
+        truncate_at_char(&mut out, n.saturating_sub(1));
+        Ok(out)
+    }
+}
+
+/// Cuts `s` to at most `max` bytes without splitting a character.
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
     }
 }
 
@@ -143,12 +160,13 @@ impl Writer {
         let padded = len.div_ceil(align) * align;
         self.zeros(padded - len);
     }
-    /// A NUL-padded fixed-size string field; longer strings are cut to `n - 1` bytes.
+    /// A NUL-padded fixed-size string field; longer strings are cut to `n - 1` bytes at a
+    /// character boundary (and at the first NUL, which would end the string on the wire).
     pub fn fixed_str(&mut self, s: &str, n: usize) {
-        let b = s.as_bytes();
-        let take = b.len().min(n.saturating_sub(1));
-        self.bytes(&b[..take]);
-        self.zeros(n - take);
+        let mut s = s.split('\0').next().unwrap_or("").to_string();
+        truncate_at_char(&mut s, n.saturating_sub(1));
+        self.bytes(s.as_bytes());
+        self.zeros(n - s.len());
     }
     /// Overwrites a u16 written earlier at `at` (a length field).
     pub fn patch_u16(&mut self, at: usize, v: u16) {

@@ -457,16 +457,6 @@ pub(crate) fn take_tlv<'a>(
     r.sub(len, what)
 }
 
-/// Reads a NUL-terminated string in a fixed `n`-byte field. Like the encoder (which writes at
-/// most `n - 1` bytes) and Open vSwitch, the last byte always counts as the terminator, so
-/// decode and encode agree even for a field with no NUL.
-pub(crate) fn read_fixed_str(r: &mut Reader<'_>, n: usize, what: &str) -> Result<String> {
-    let s = r.bytes(n, what)?;
-    let s = s.get(..n.saturating_sub(1)).unwrap_or(s);
-    let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-    Ok(String::from_utf8_lossy(s.get(..end).unwrap_or(s)).into_owned())
-}
-
 /// Bytes of padding after `len` bytes to reach a multiple of 8.
 pub(crate) fn pad8(len: usize) -> usize {
     (8 - len % 8) % 8

@@ -12,7 +12,7 @@ use crate::mods::{Bucket, GroupType, MeterBand};
 use crate::wire::buf::{Reader, Writer};
 use crate::wire::instruction::{decode_instructions, encode_instructions};
 use crate::wire::message::{
-    decode_bands, decode_buckets, encode_bands, encode_buckets, expect_end, read_fixed_str,
+    decode_bands, decode_buckets, encode_bands, encode_buckets, expect_end,
     take_tlv,
 };
 use crate::wire::oxm::{decode_match, encode_match};
@@ -460,11 +460,11 @@ impl MultipartRequest {
 
 fn decode_desc(r: &mut Reader<'_>) -> Result<SwitchDesc> {
     Ok(SwitchDesc {
-        mfr_desc: read_fixed_str(r, DESC_STR_LEN, "ofp_desc.mfr_desc")?,
-        hw_desc: read_fixed_str(r, DESC_STR_LEN, "ofp_desc.hw_desc")?,
-        sw_desc: read_fixed_str(r, DESC_STR_LEN, "ofp_desc.sw_desc")?,
-        serial_num: read_fixed_str(r, SERIAL_NUM_LEN, "ofp_desc.serial_num")?,
-        dp_desc: read_fixed_str(r, DESC_STR_LEN, "ofp_desc.dp_desc")?,
+        mfr_desc: r.fixed_str(DESC_STR_LEN, "ofp_desc.mfr_desc")?,
+        hw_desc: r.fixed_str(DESC_STR_LEN, "ofp_desc.hw_desc")?,
+        sw_desc: r.fixed_str(DESC_STR_LEN, "ofp_desc.sw_desc")?,
+        serial_num: r.fixed_str(SERIAL_NUM_LEN, "ofp_desc.serial_num")?,
+        dp_desc: r.fixed_str(DESC_STR_LEN, "ofp_desc.dp_desc")?,
     })
 }
 

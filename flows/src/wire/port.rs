@@ -5,7 +5,6 @@
 
 use crate::error::Result;
 use crate::wire::buf::{Reader, Writer};
-use crate::wire::message::read_fixed_str;
 
 /// Bytes in one `ofp_port`.
 pub const PORT_LEN: usize = 64;
@@ -71,7 +70,7 @@ impl Port {
         r.skip(4, "ofp_port pad")?;
         let hw_addr = r.array::<6>("ofp_port.hw_addr")?;
         r.skip(2, "ofp_port pad")?;
-        let name = read_fixed_str(r, PORT_NAME_LEN, "ofp_port.name")?;
+        let name = r.fixed_str(PORT_NAME_LEN, "ofp_port.name")?;
         Ok(Port {
             port_no,
             hw_addr,

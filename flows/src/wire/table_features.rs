@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::wire::buf::{Reader, Writer};
-use crate::wire::message::{expect_end, pad8, read_fixed_str, take_tlv};
+use crate::wire::message::{expect_end, pad8, take_tlv};
 
 /// Bytes of `ofp_table_features.name`.
 pub const TABLE_NAME_LEN: usize = 32;
@@ -221,7 +221,7 @@ impl TableFeatures {
         t.skip(2, "ofp_table_features.length")?;
         let table_id = t.u8("ofp_table_features.table_id")?;
         t.skip(5, "ofp_table_features pad")?;
-        let name = read_fixed_str(&mut t, TABLE_NAME_LEN, "ofp_table_features.name")?;
+        let name = t.fixed_str(TABLE_NAME_LEN, "ofp_table_features.name")?;
         let metadata_match = t.u64("ofp_table_features.metadata_match")?;
         let metadata_write = t.u64("ofp_table_features.metadata_write")?;
         let config = t.u32("ofp_table_features.config")?;
