@@ -37,11 +37,26 @@ fn rules(n: usize, rng: &mut Rng) -> Vec<(Match, u16)> {
         let mut m = Match::any();
         m.set_u64(Field::EthType, 0x0800);
         let kind = rng.below(6);
-        let dst = [198, 18, u8::try_from(rng.below(256)).unwrap_or(0), u8::try_from(rng.below(256)).unwrap_or(0)];
+        let dst = [
+            198,
+            18,
+            u8::try_from(rng.below(256)).unwrap_or(0),
+            u8::try_from(rng.below(256)).unwrap_or(0),
+        ];
         match kind {
             0 => {
                 m.set_u64(Field::InPort, 1 + rng.below(16));
-                m.set(Field::EthSrc, &[2, 0, 0, 0, u8::try_from(i >> 8 & 0xff).unwrap_or(0), u8::try_from(i & 0xff).unwrap_or(0)]);
+                m.set(
+                    Field::EthSrc,
+                    &[
+                        2,
+                        0,
+                        0,
+                        0,
+                        u8::try_from(i >> 8 & 0xff).unwrap_or(0),
+                        u8::try_from(i & 0xff).unwrap_or(0),
+                    ],
+                );
             }
             1 => {
                 let plen = 16 + rng.below(17);
@@ -83,7 +98,10 @@ fn keys(n: usize, rng: &mut Rng) -> Vec<FlowKey> {
             k.set_u64(Field::EthType, 0x0800);
             k.set_u64(Field::IpProto, 6);
             k.set(Field::Ipv4Src, &[198, 19, 0, 1]);
-            k.set(Field::Ipv4Dst, &[198, 18, u8::try_from(rng.below(256)).unwrap_or(0), 7]);
+            k.set(
+                Field::Ipv4Dst,
+                &[198, 18, u8::try_from(rng.below(256)).unwrap_or(0), 7],
+            );
             k.set_u64(Field::TcpDst, 443);
             k.set_u64(Field::TcpSrc, 40000 + rng.below(1000));
             k
@@ -135,7 +153,11 @@ fn extraction(c: &mut Criterion) {
         b.iter(|| key::extract(black_box(&frame), 3, &mut k).l4)
     });
     g.bench_function("etherparse_sliced_packet", |b| {
-        b.iter(|| etherparse::SlicedPacket::from_ethernet(black_box(&frame)).map(|p| p.transport.is_some()).unwrap_or(false))
+        b.iter(|| {
+            etherparse::SlicedPacket::from_ethernet(black_box(&frame))
+                .map(|p| p.transport.is_some())
+                .unwrap_or(false)
+        })
     });
     g.finish();
 }
@@ -155,8 +177,14 @@ fn codec(c: &mut Criterion) {
             Instruction::Meter(2),
             Instruction::ApplyActions(vec![
                 Action::SetQueue(1),
-                Action::SetField { field: Field::IpDscp, value: vec![46] },
-                Action::Output { port: 2, max_len: 0 },
+                Action::SetField {
+                    field: Field::IpDscp,
+                    value: vec![46],
+                },
+                Action::Output {
+                    port: 2,
+                    max_len: 0,
+                },
             ]),
             Instruction::GotoTable(2),
         ],
@@ -166,8 +194,12 @@ fn codec(c: &mut Criterion) {
     let bytes = message::encode(7, &msg);
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("flow_mod_encode", |b| b.iter(|| message::encode(7, black_box(&msg)).len()));
-    g.bench_function("flow_mod_decode", |b| b.iter(|| message::decode(black_box(&bytes)).is_ok()));
+    g.bench_function("flow_mod_encode", |b| {
+        b.iter(|| message::encode(7, black_box(&msg)).len())
+    });
+    g.bench_function("flow_mod_decode", |b| {
+        b.iter(|| message::decode(black_box(&bytes)).is_ok())
+    });
     g.finish();
 }
 

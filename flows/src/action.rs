@@ -48,7 +48,10 @@ pub const OFP_NO_BUFFER: u32 = 0xffff_ffff;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// OFPAT_OUTPUT: `max_len` is the bytes sent to the controller when `port` is CONTROLLER.
-    Output { port: u32, max_len: u16 },
+    Output {
+        port: u32,
+        max_len: u16,
+    },
     CopyTtlOut,
     CopyTtlIn,
     SetMplsTtl(u8),
@@ -65,13 +68,22 @@ pub enum Action {
     SetNwTtl(u8),
     DecNwTtl,
     /// OFPAT_SET_FIELD: `value` has exactly the field's wire width.
-    SetField { field: Field, value: Vec<u8> },
+    SetField {
+        field: Field,
+        value: Vec<u8>,
+    },
     PushPbb(u16),
     PopPbb,
     /// OFPAT_EXPERIMENTER: body after the experimenter id, kept opaque.
-    Experimenter { experimenter: u32, data: Vec<u8> },
+    Experimenter {
+        experimenter: u32,
+        data: Vec<u8>,
+    },
     /// A type this implementation does not know: the raw type and body after the 4-byte header.
-    Unknown { typ: u16, body: Vec<u8> },
+    Unknown {
+        typ: u16,
+        body: Vec<u8>,
+    },
 }
 
 /// One OpenFlow 1.3 instruction (`ofp_instruction_*`).

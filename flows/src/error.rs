@@ -148,9 +148,15 @@ pub enum ErrorCode {
     TableFeaturesFailed(TableFeaturesFailedCode),
     /// OFPET_EXPERIMENTER: an error defined by an experimenter (e.g. the ONF extension codes
     /// Open vSwitch answers where OF1.3 has no standard code). Sent with the experimenter id.
-    Experimenter { exp_type: u16, experimenter: u32 },
+    Experimenter {
+        exp_type: u16,
+        experimenter: u32,
+    },
     /// Any other pair.
-    Other { etype: u16, code: u16 },
+    Other {
+        etype: u16,
+        code: u16,
+    },
 }
 
 impl ErrorCode {
@@ -229,9 +235,10 @@ impl ErrorCode {
             RoleRequestFailed(c) => ("OFPRRFC_", format!("{c:?}")),
             MeterModFailed(c) => ("OFPMMFC_", format!("{c:?}")),
             TableFeaturesFailed(c) => ("OFPTFFC_", format!("{c:?}")),
-            Experimenter { exp_type, experimenter } => {
-                return format!("OFPET_EXPERIMENTER(0x{experimenter:08x},{exp_type})")
-            }
+            Experimenter {
+                exp_type,
+                experimenter,
+            } => return format!("OFPET_EXPERIMENTER(0x{experimenter:08x},{exp_type})"),
             Other { etype, code } => return format!("OFPET({etype},{code})"),
         };
         if var.starts_with("Unknown(") {
@@ -256,7 +263,11 @@ pub struct Error {
 impl Error {
     /// An error with a code and an explanation.
     pub fn new(code: ErrorCode, detail: impl Into<Cow<'static, str>>) -> Error {
-        Error { code, offset: None, detail: detail.into() }
+        Error {
+            code,
+            offset: None,
+            detail: detail.into(),
+        }
     }
 
     /// Attaches (or keeps the innermost) location.
@@ -281,7 +292,10 @@ impl Error {
     pub fn bad_action(code: BadActionCode, detail: impl Into<Cow<'static, str>>) -> Error {
         Error::new(ErrorCode::BadAction(code), detail)
     }
-    pub fn bad_instruction(code: BadInstructionCode, detail: impl Into<Cow<'static, str>>) -> Error {
+    pub fn bad_instruction(
+        code: BadInstructionCode,
+        detail: impl Into<Cow<'static, str>>,
+    ) -> Error {
         Error::new(ErrorCode::BadInstruction(code), detail)
     }
     pub fn bad_match(code: BadMatchCode, detail: impl Into<Cow<'static, str>>) -> Error {
@@ -327,9 +341,15 @@ mod tests {
         assert_eq!(e.wire(), (4, 9));
         assert_eq!(e.name(), "OFPBMC_BAD_PREREQ");
         assert_eq!(ErrorCode::from_wire(4, 9), e);
-        assert_eq!(ErrorCode::from_wire(77, 3), ErrorCode::Other { etype: 77, code: 3 });
+        assert_eq!(
+            ErrorCode::from_wire(77, 3),
+            ErrorCode::Other { etype: 77, code: 3 }
+        );
         assert_eq!(ErrorCode::from_wire(1, 99).name(), "OFPET(1,99)");
         let err = Error::bad_len("flow_mod shorter than 56 bytes").at(8);
-        assert_eq!(err.to_string(), "flow_mod shorter than 56 bytes at byte 8 (OFPBRC_BAD_LEN)");
+        assert_eq!(
+            err.to_string(),
+            "flow_mod shorter than 56 bytes at byte 8 (OFPBRC_BAD_LEN)"
+        );
     }
 }

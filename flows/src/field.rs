@@ -131,10 +131,19 @@ impl Field {
             return None;
         }
         let (len, maskable, valid_bits, name) = RAW[i];
-        Some(FieldInfo { field: self, id, len, maskable, valid_bits, offset: OFFSETS[i], name })
+        Some(FieldInfo {
+            field: self,
+            id,
+            len,
+            maskable,
+            valid_bits,
+            offset: OFFSETS[i],
+            name,
+        })
     }
 
     /// Wire width in bytes (0 for unknown fields).
+    #[allow(clippy::len_without_is_empty)] // a field's width, not a container's length
     pub fn len(self) -> usize {
         self.info().map_or(0, |i| i.len)
     }
@@ -206,7 +215,10 @@ impl FlowKey {
 
     /// A field as an integer (fields up to 8 bytes).
     pub fn get_u64(&self, field: Field) -> u64 {
-        self.get(field).iter().take(8).fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+        self.get(field)
+            .iter()
+            .take(8)
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
     }
 
     /// Sets a field from an integer (fields up to 8 bytes; wider fields get the low 8 bytes).
@@ -242,7 +254,9 @@ impl FlowKey {
 
 /// The all-ones mask of a field, limited to its valid bits.
 pub fn field_full_mask(field: Field) -> Vec<u8> {
-    let Some(i) = field.info() else { return Vec::new() };
+    let Some(i) = field.info() else {
+        return Vec::new();
+    };
     let mut m = vec![0xffu8; i.len];
     if let Some(bits) = i.valid_bits {
         let b = bits.to_be_bytes();
@@ -269,6 +283,9 @@ mod tests {
         assert_eq!(k.get(Field::TcpDst), &[0, 80]);
         assert_eq!(k.get_u64(Field::TcpDst), 80);
         assert_eq!(field_full_mask(Field::VlanVid), vec![0x1f, 0xff]);
-        assert_eq!(field_full_mask(Field::Ipv6Flabel), vec![0, 0x0f, 0xff, 0xff]);
+        assert_eq!(
+            field_full_mask(Field::Ipv6Flabel),
+            vec![0, 0x0f, 0xff, 0xff]
+        );
     }
 }

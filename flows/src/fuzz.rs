@@ -29,7 +29,9 @@ pub fn decode_message(data: &[u8]) {
 /// and prints the same again (printing is a fixed point after one parse, even where ovs-ofctl's
 /// format drops something, such as `out_group`).
 pub fn parse_flow_text(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     // Deletes only need to parse without panicking: ovs-ofctl's print of a delete in table 0
     // omits the table, which reads back as "all tables".
     let _ = crate::text::parse_flow(s, crate::mods::FlowModCommand::DeleteStrict);
@@ -52,7 +54,13 @@ pub fn parse_flow_text(data: &[u8]) {
 /// be sound (a key changed only outside it gets the same answer).
 pub fn classifier_ops(data: &[u8]) {
     // A handful of fields with few values, so rules overlap and collide often.
-    const FIELDS: [Field; 5] = [Field::InPort, Field::EthType, Field::IpProto, Field::Ipv4Dst, Field::TcpDst];
+    const FIELDS: [Field; 5] = [
+        Field::InPort,
+        Field::EthType,
+        Field::IpProto,
+        Field::Ipv4Dst,
+        Field::TcpDst,
+    ];
     let mut cls: Classifier<u32> = Classifier::new();
     let mut reference: Vec<(crate::classifier::RuleId, Match, u16, u64, u32)> = Vec::new();
     let mut seq = 0u64;
@@ -98,7 +106,9 @@ pub fn classifier_ops(data: &[u8]) {
                 }
             }
             _ => {
-                let Some(key) = key_from(&mut next) else { return };
+                let Some(key) = key_from(&mut next) else {
+                    return;
+                };
                 check_lookup(&cls, &reference, &key);
                 let (_, mask) = cls.lookup_with_mask(&key);
                 // Flip every bit outside the mask on the fuzzed fields: same answer expected.
@@ -114,7 +124,10 @@ pub fn classifier_ops(data: &[u8]) {
                 }
                 let a = cls.lookup(&key).map(|(_, v)| *v);
                 let b = cls.lookup(&other).map(|(_, v)| *v);
-                assert_eq!(a, b, "wildcard mask unsound: {key:?} vs {other:?} under mask {mask:?}");
+                assert_eq!(
+                    a, b,
+                    "wildcard mask unsound: {key:?} vs {other:?} under mask {mask:?}"
+                );
             }
         }
     }
@@ -132,7 +145,10 @@ fn check_lookup(
         .min_by_key(|(_, _, p, seq, _)| (std::cmp::Reverse(*p), *seq))
         .map(|r| r.4);
     let got = cls.lookup(key).map(|(_, v)| *v);
-    assert_eq!(got, want, "classifier disagrees with linear scan for {key:?}");
+    assert_eq!(
+        got, want,
+        "classifier disagrees with linear scan for {key:?}"
+    );
 }
 
 fn hex(b: &[u8]) -> String {

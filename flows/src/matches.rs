@@ -53,7 +53,13 @@ impl Match {
         }
         self.mask.set(field, &m);
         self.value.set(field, value);
-        let v: Vec<u8> = self.value.get(field).iter().zip(m.iter()).map(|(a, b)| a & b).collect();
+        let v: Vec<u8> = self
+            .value
+            .get(field)
+            .iter()
+            .zip(m.iter())
+            .map(|(a, b)| a & b)
+            .collect();
         self.value.set(field, &v);
         self
     }
@@ -99,7 +105,10 @@ impl Match {
         let k = key.words();
         let v = self.value.words();
         let m = self.mask.words();
-        k.iter().zip(m.iter()).zip(v.iter()).all(|((k, m), v)| k & m == *v)
+        k.iter()
+            .zip(m.iter())
+            .zip(v.iter())
+            .all(|((k, m), v)| k & m == *v)
     }
 
     /// True when every packet matched by `self` is also matched by `other`

@@ -119,10 +119,27 @@ pub mod meter_flags {
 /// `burst_size` is kilobits or packets, used only with OFPMF_BURST.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MeterBand {
-    Drop { rate: u32, burst_size: u32 },
-    DscpRemark { rate: u32, burst_size: u32, prec_level: u8 },
-    Experimenter { rate: u32, burst_size: u32, experimenter: u32, data: Vec<u8> },
-    Unknown { typ: u16, rate: u32, burst_size: u32, body: Vec<u8> },
+    Drop {
+        rate: u32,
+        burst_size: u32,
+    },
+    DscpRemark {
+        rate: u32,
+        burst_size: u32,
+        prec_level: u8,
+    },
+    Experimenter {
+        rate: u32,
+        burst_size: u32,
+        experimenter: u32,
+        data: Vec<u8>,
+    },
+    Unknown {
+        typ: u16,
+        rate: u32,
+        burst_size: u32,
+        body: Vec<u8>,
+    },
 }
 
 impl MeterBand {

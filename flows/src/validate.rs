@@ -365,7 +365,10 @@ pub fn check_instructions(
         let t = i.type_code();
         if seen.contains(&t) {
             return Err(Error::new(
-                ErrorCode::Experimenter { exp_type: ONF_ERR_DUP_INST, experimenter: crate::wire::action::ONF_EXPERIMENTER_ID },
+                ErrorCode::Experimenter {
+                    exp_type: ONF_ERR_DUP_INST,
+                    experimenter: crate::wire::action::ONF_EXPERIMENTER_ID,
+                },
                 format!("instruction type {t} appears twice (OFPBIC_DUP_INST)"),
             ));
         }
@@ -720,7 +723,10 @@ mod tests {
                 4,
                 &any
             )),
-            ErrorCode::Experimenter { exp_type: 2600, experimenter: 0x4f4e_4600 }
+            ErrorCode::Experimenter {
+                exp_type: 2600,
+                experimenter: 0x4f4e_4600
+            }
         );
         for t in [0, 1, 4, 200] {
             assert_eq!(

@@ -34,14 +34,23 @@ impl Rng {
 }
 
 fn budget() -> Duration {
-    let secs = std::env::var("SHG_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3u64);
+    let secs = std::env::var("SHG_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3u64);
     Duration::from_secs(secs)
 }
 
 fn seed() -> u64 {
-    std::env::var("SHG_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
-    })
+    std::env::var("SHG_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs() ^ u64::from(d.subsec_nanos()) << 20)
+                | 1
+        })
 }
 
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>, seeds: &[Vec<u8>]) {
@@ -61,7 +70,11 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, seeds: &[Vec<u8>]) {
                 let i = rng.below(input.len() - 1);
                 let vals = [0u16, 1, 4, 7, 8, 9, 15, 16, 0xff, 0x100, 0x7fff, 0xffff];
                 let len = u16::try_from(input.len()).unwrap_or(u16::MAX);
-                let v = if rng.below(3) == 0 { len.wrapping_add(u16::from(rng.byte() % 3)).wrapping_sub(1) } else { vals[rng.below(vals.len())] };
+                let v = if rng.below(3) == 0 {
+                    len.wrapping_add(u16::from(rng.byte() % 3)).wrapping_sub(1)
+                } else {
+                    vals[rng.below(vals.len())]
+                };
                 input[i..i + 2].copy_from_slice(&v.to_be_bytes());
             }
             3 => {
@@ -117,7 +130,10 @@ fn run(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8])) {
             let r = catch_unwind(AssertUnwindSafe(|| target(&input)));
             if let Err(e) = r {
                 let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
-                let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
                 panic!("fuzz target {name} failed (SHG_FUZZ_SEED={seed}) on input {hex}: {msg:?}");
             }
             execs += 1;
@@ -145,13 +161,30 @@ fn fuzz_decode_message() {
     let mut seeds: Vec<Vec<u8>> = Vec::new();
     for (i, f) in FLOWS.iter().enumerate() {
         let fm = text::parse_flow(f, FlowModCommand::Add).expect("seed flow parses");
-        seeds.push(message::encode(u32::try_from(i).unwrap_or(0), &Message::FlowMod(fm)));
+        seeds.push(message::encode(
+            u32::try_from(i).unwrap_or(0),
+            &Message::FlowMod(fm),
+        ));
     }
-    let gm = text::parse_group("group_id=1,type=select,bucket=weight:2,actions=output:1,bucket=weight:1,actions=output:2", GroupModCommand::Add).expect("group");
+    let gm = text::parse_group(
+        "group_id=1,type=select,bucket=weight:2,actions=output:1,bucket=weight:1,actions=output:2",
+        GroupModCommand::Add,
+    )
+    .expect("group");
     seeds.push(message::encode(9, &Message::GroupMod(gm)));
-    let mm = text::parse_meter("meter=1,kbps,burst,band=type=drop,rate=1000,burst_size=100", MeterModCommand::Add).expect("meter");
+    let mm = text::parse_meter(
+        "meter=1,kbps,burst,band=type=drop,rate=1000,burst_size=100",
+        MeterModCommand::Add,
+    )
+    .expect("meter");
     seeds.push(message::encode(9, &Message::MeterMod(mm)));
-    seeds.push(message::encode(1, &Message::Hello { version: 4, elements: vec![HelloElement::versions(&[1, 4])] }));
+    seeds.push(message::encode(
+        1,
+        &Message::Hello {
+            version: 4,
+            elements: vec![HelloElement::versions(&[1, 4])],
+        },
+    ));
     seeds.push(message::encode(2, &Message::EchoRequest(b"ping".to_vec())));
     seeds.push(message::encode(3, &Message::BarrierRequest));
     seeds.push(message::encode(4, &Message::FeaturesRequest));
@@ -167,6 +200,8 @@ fn fuzz_parse_flow_text() {
 #[test]
 fn fuzz_classifier_ops() {
     let mut rng = Rng(7);
-    let seeds = (0..16).map(|_| (0..200).map(|_| rng.byte()).collect()).collect();
+    let seeds = (0..16)
+        .map(|_| (0..200).map(|_| rng.byte()).collect())
+        .collect();
     run("classifier_ops", seeds, fuzz::classifier_ops);
 }

@@ -521,7 +521,10 @@ fn action_and_instruction_error_codes() {
     );
     assert_eq!(
         acode(&[0, 25, 0, 16, 0x80, 0, 0x1b, 4, 0, 80, 0xff, 0xff, 0, 0, 0, 0]),
-        ErrorCode::Experimenter { exp_type: 4250, experimenter: 0x4f4e_4600 }
+        ErrorCode::Experimenter {
+            exp_type: 4250,
+            experimenter: 0x4f4e_4600
+        }
     );
     assert_eq!(
         acode(&[0, 25, 0, 16, 0x80, 0, 0x1a, 1, 80, 0, 0, 0, 0, 0, 0, 0]),
@@ -844,7 +847,10 @@ fn validation_agrees_with_ovs() {
             Ok(()) => String::new(),
             Err(e)
                 if e.code
-                    == ErrorCode::Experimenter { exp_type: 2600, experimenter: 0x4f4e_4600 } =>
+                    == ErrorCode::Experimenter {
+                        exp_type: 2600,
+                        experimenter: 0x4f4e_4600,
+                    } =>
             {
                 "OFPBIC_DUP_INST".to_string()
             }

@@ -145,7 +145,10 @@ fn decode_set_field(b: &mut Reader<'_>, at: usize) -> Result<Action> {
     }
     if h.hasmask {
         return Err(Error::new(
-            ErrorCode::Experimenter { exp_type: ONF_ERR_BAD_SET_MASK, experimenter: ONF_EXPERIMENTER_ID },
+            ErrorCode::Experimenter {
+                exp_type: ONF_ERR_BAD_SET_MASK,
+                experimenter: ONF_EXPERIMENTER_ID,
+            },
             "set_field OXM has the hasmask bit set (OFPBAC_BAD_SET_MASK)",
         )
         .at(at));
@@ -294,7 +297,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.code,
-            ErrorCode::Experimenter { exp_type: 4250, experimenter: 0x4f4e_4600 }
+            ErrorCode::Experimenter {
+                exp_type: 4250,
+                experimenter: 0x4f4e_4600
+            }
         );
         // set_field tcp_dst with length 3
         let e = dec(&[0, 25, 0, 16, 0x80, 0, 0x1c, 3, 0, 80, 0, 0, 0, 0, 0, 0]).unwrap_err();

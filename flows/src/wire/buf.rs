@@ -18,7 +18,11 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader over a whole message.
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0, base: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            base: 0,
+        }
     }
 
     /// Absolute offset of the next byte.
@@ -37,7 +41,11 @@ impl<'a> Reader<'a> {
     }
 
     fn short(&self, what: &str, need: usize) -> Error {
-        Error::bad_len(format!("{what}: need {need} bytes, {} left", self.remaining())).at(self.offset())
+        Error::bad_len(format!(
+            "{what}: need {need} bytes, {} left",
+            self.remaining()
+        ))
+        .at(self.offset())
     }
 
     /// Takes `n` bytes.

@@ -1199,9 +1199,14 @@ pub fn error_reply(err: &Error, offending: &[u8]) -> Message {
     let n = offending.len().min(ERROR_DATA_LEN);
     let data = offending.get(..n).unwrap_or(offending).to_vec();
     match err.code {
-        ErrorCode::Experimenter { exp_type, experimenter } => {
-            Message::ErrorExperimenter { exp_type, experimenter, data }
-        }
+        ErrorCode::Experimenter {
+            exp_type,
+            experimenter,
+        } => Message::ErrorExperimenter {
+            exp_type,
+            experimenter,
+            data,
+        },
         code => Message::Error { code, data },
     }
 }

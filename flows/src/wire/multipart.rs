@@ -12,8 +12,7 @@ use crate::mods::{Bucket, GroupType, MeterBand};
 use crate::wire::buf::{Reader, Writer};
 use crate::wire::instruction::{decode_instructions, encode_instructions};
 use crate::wire::message::{
-    decode_bands, decode_buckets, encode_bands, encode_buckets, expect_end,
-    take_tlv,
+    decode_bands, decode_buckets, encode_bands, encode_buckets, expect_end, take_tlv,
 };
 use crate::wire::oxm::{decode_match, encode_match};
 use crate::wire::port::Port;
