@@ -16,6 +16,7 @@
 pub mod action;
 pub mod flow;
 pub mod group;
+pub mod message;
 pub mod meter;
 pub mod value;
 
@@ -27,6 +28,7 @@ pub use flow::{
     FlowStatsLine,
 };
 pub use group::{format_group, format_group_mod, parse_group};
+pub use message::format_message;
 pub use meter::{format_meter, format_meter_mod, parse_meter};
 
 /// One `key[=:]value` or `key(value)` item of an ovs-ofctl string, with byte offsets.

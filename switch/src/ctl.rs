@@ -1,0 +1,1 @@
+//! The control socket: serves `shgctl switch dump-flows|dump-ports|dump-groups|dump-meters|trace`.

@@ -1,0 +1,1 @@
+//! Kernel link-state watcher (rtnetlink RTMGRP_LINK): carrier up/down per ifindex.
