@@ -2,3 +2,5 @@
 //!
 //! Today it holds the offline OpenFlow tools of `shgctl` (`ofp-print`, `ofp-encode`), which
 //! are thin wrappers over `shg-flows`.
+
+pub mod ofp;
