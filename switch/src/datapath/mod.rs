@@ -2,17 +2,55 @@
 //!
 //! [`execute`] is the pure part (one packet in, outputs out); [`normal`] is the L2 learning
 //! used by NORMAL and by fail-mode standalone; [`trace`] explains a decision like OVS's
-//! ofproto/trace. This module's loop polls the port backends and sleeps when idle.
+//! ofproto/trace. This module's loop ([`spawn`]) is the thin I/O around it: it polls the port
+//! backends and sleeps when idle. It never decides where a frame goes.
+//!
+//! # The loop
+//!
+//! One thread blocks in `poll(2)` on every port's fd, a wake eventfd (commands from the
+//! agent: PACKET_OUT frames, port changes, shutdown) and the netlink link watcher. Nothing
+//! else wakes it: at rest it uses no CPU. On readiness, for each ready port it receives one
+//! batch (up to [`RX_BATCH`] frames: ports take turns, so one busy port cannot starve the
+//! others), locks the [`Ofproto`] once for the whole batch, runs
+//! [`execute::process_packet`] on each frame in arrival order, unlocks, then sends the
+//! resulting frames grouped per output port with one `send_batch` per port (order within a
+//! port is the order of processing, so frames of one flow are never reordered), and forwards
+//! controller-bound frames to the agent as [`DpEvent::PacketIn`].
+//!
+//! Counters: `execute` counts tx_packets/tx_bytes when it emits a frame; frames a backend
+//! then fails to send are moved from tx_packets/tx_bytes to tx_dropped the next time the loop
+//! holds the lock (or, when idle, right after the send if the lock is free). Outputs to a port
+//! the datapath does not have are counted in [`DatapathStats::no_such_port`].
+//!
+//! Link state: kernel ports (with an ifindex) follow netlink RTM_NEWLINK/DELLINK events (after
+//! a netlink overrun, every kernel port is re-read with `link_up()`); ports without an ifindex
+//! (dummy) are re-read with `link_up()` after every wake-up — the dummy handle wakes the loop
+//! when it flips the link. Each change, and each port's state when it joins, is reported as
+//! [`DpEvent::PortLink`] (the agent's `set_port_link` ignores non-changes).
 
 pub mod execute;
 pub mod normal;
 pub mod trace;
 
-use crate::port::Packet;
+use crate::ofproto::Ofproto;
+use crate::port::dummy::{poll, EventFd};
+use crate::port::link::LinkWatcher;
+use crate::port::{Packet, PortBackend};
 use shg_flows::matches::Match;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Where one processed frame goes.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "PACKET_INs are rare next to port outputs; boxing would change the API shared with execute/agent"
+)]
 pub enum Output {
     /// Out of a switch port (physical or LOCAL), on an egress queue.
     Port { port: u32, queue: u32, pkt: Packet },
@@ -37,10 +75,581 @@ pub struct PacketInEvent {
 
 /// What the datapath thread reports to the agent.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant, reason = "PortLink events are rare")]
 pub enum DpEvent {
     /// A frame for the controller(s): the agent turns it into PACKET_INs with
     /// `Ofproto::packet_in`.
     PacketIn(PacketInEvent),
     /// A port's carrier changed: the agent calls `Ofproto::set_port_link` (PORT_STATUS).
     PortLink { port: u32, up: bool },
+}
+
+/// The OpenFlow LOCAL port number (the TAP port, when configured, is registered under it).
+pub const LOCAL_PORT: u32 = 0xffff_fffe;
+/// Frames received from one port per turn.
+pub const RX_BATCH: usize = 64;
+/// Consecutive "ready but nothing received, with an error condition" turns after which a
+/// port's fd is taken out of the poll set (it would otherwise make the loop spin).
+const MAX_FUTILE_WAKEUPS: u32 = 1000;
+
+/// Datapath-wide counters (monotonic), readable from any thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatapathStats {
+    /// Times `poll` returned.
+    pub wakeups: u64,
+    /// Receive batches processed and the frames in them.
+    pub rx_batches: u64,
+    pub rx_packets: u64,
+    /// Backend receive errors.
+    pub rx_errors: u64,
+    /// Frames the backends accepted for sending.
+    pub tx_packets: u64,
+    /// Frames the backends refused (queue full, interface down, rejected).
+    pub tx_dropped: u64,
+    /// Frames output to a port number the datapath has no backend for (dropped).
+    pub no_such_port: u64,
+    /// Frames forwarded to the agent as PACKET_IN events.
+    pub packet_ins: u64,
+    /// Events lost because the agent's receiver was gone.
+    pub events_lost: u64,
+    /// Ports taken out of the poll set because their fd kept reporting errors.
+    pub ports_disabled: u64,
+}
+
+#[derive(Debug, Default)]
+struct AtomicStats {
+    wakeups: AtomicU64,
+    rx_batches: AtomicU64,
+    rx_packets: AtomicU64,
+    rx_errors: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_dropped: AtomicU64,
+    no_such_port: AtomicU64,
+    packet_ins: AtomicU64,
+    events_lost: AtomicU64,
+    ports_disabled: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl AtomicStats {
+    fn snapshot(&self) -> DatapathStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DatapathStats {
+            wakeups: g(&self.wakeups),
+            rx_batches: g(&self.rx_batches),
+            rx_packets: g(&self.rx_packets),
+            rx_errors: g(&self.rx_errors),
+            tx_packets: g(&self.tx_packets),
+            tx_dropped: g(&self.tx_dropped),
+            no_such_port: g(&self.no_such_port),
+            packet_ins: g(&self.packet_ins),
+            events_lost: g(&self.events_lost),
+            ports_disabled: g(&self.ports_disabled),
+        }
+    }
+}
+
+/// A request from another thread, carried out by the datapath thread after a wake.
+enum Cmd {
+    Transmit(Vec<Output>),
+    AddPort(u32, Box<dyn PortBackend>),
+    RemovePort(u32),
+}
+
+struct Shared {
+    cmds: Mutex<VecDeque<Cmd>>,
+    wake: EventFd,
+    stop: AtomicBool,
+    stats: AtomicStats,
+}
+
+impl Shared {
+    fn push(&self, cmd: Cmd) {
+        self.cmds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(cmd);
+        self.wake.notify();
+    }
+}
+
+/// The running datapath thread. Dropping it stops and joins the thread.
+pub struct DatapathHandle {
+    shared: Arc<Shared>,
+    name: String,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for DatapathHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatapathHandle")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatapathHandle {
+    /// Sends frames (PACKET_OUT, floods computed by the agent) out of their ports, in order,
+    /// from the datapath thread; `Output::Controller` entries become PACKET_IN events. Never
+    /// blocks on I/O.
+    pub fn transmit(&self, outputs: Vec<Output>) {
+        if !outputs.is_empty() {
+            self.shared.push(Cmd::Transmit(outputs));
+        }
+    }
+
+    /// Adds a port (replacing any backend already registered under `port_no`). The agent
+    /// registers it with `Ofproto::add_port` itself; the datapath reports its link state.
+    pub fn add_port(&self, port_no: u32, backend: Box<dyn PortBackend>) {
+        self.shared.push(Cmd::AddPort(port_no, backend));
+    }
+
+    /// Removes a port; its backend is closed by the datapath thread.
+    pub fn remove_port(&self, port_no: u32) {
+        self.shared.push(Cmd::RemovePort(port_no));
+    }
+
+    /// The datapath thread's name (`shg-dp<N>`, unique in the process; also its `comm` in
+    /// `/proc/self/task/*/stat`).
+    pub fn thread_name(&self) -> &str {
+        &self.name
+    }
+
+    /// A snapshot of the datapath counters.
+    pub fn stats(&self) -> DatapathStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops the thread and waits for it (idempotent). Frames queued by `transmit` before the
+    /// call are sent first.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify();
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("datapath thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for DatapathHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts the datapath thread (named `shg-dp<N>`) over `ports` (OpenFlow port number,
+/// backend); the TAP port, if any, is given under [`LOCAL_PORT`]. The thread (and the netlink
+/// watcher, opened here) belong to the calling thread's network namespace. `clock` returns
+/// monotonic nanoseconds, the `now` given to the pipeline.
+pub fn spawn(
+    ports: Vec<(u32, Box<dyn PortBackend>)>,
+    of: Arc<Mutex<Ofproto>>,
+    events: UnboundedSender<DpEvent>,
+    clock: fn() -> u64,
+) -> io::Result<DatapathHandle> {
+    let watcher = match LinkWatcher::open() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "no netlink link watcher: link changes of kernel ports are polled on wake-ups only");
+            None
+        }
+    };
+    let shared = Arc::new(Shared {
+        cmds: Mutex::new(VecDeque::new()),
+        wake: EventFd::new()?,
+        stop: AtomicBool::new(false),
+        stats: AtomicStats::default(),
+    });
+    let mut dp = Loop {
+        slots: Vec::new(),
+        by_no: HashMap::new(),
+        watcher,
+        of,
+        events,
+        clock,
+        shared: shared.clone(),
+        pollfds: Vec::new(),
+        poll_slots: Vec::new(),
+        layout_dirty: true,
+        rx: Vec::with_capacity(RX_BATCH),
+        outputs: Vec::new(),
+        to_flush: Vec::new(),
+        pending: BTreeMap::new(),
+    };
+    for (no, backend) in ports {
+        dp.add_port(no, backend);
+    }
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+    let name = format!("shg-dp{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || dp.run())?;
+    Ok(DatapathHandle {
+        shared,
+        name,
+        thread: Mutex::new(Some(thread)),
+    })
+}
+
+struct Slot {
+    port_no: u32,
+    backend: Box<dyn PortBackend>,
+    fd: Option<RawFd>,
+    ifindex: Option<u32>,
+    link_up: bool,
+    /// Frames waiting for this port's next `send_batch`.
+    tx: Vec<Packet>,
+    /// Consecutive wake-ups with an error condition and nothing received.
+    futile: u32,
+    /// Taken out of the poll set (its fd kept failing).
+    disabled: bool,
+}
+
+/// Send failures not yet moved into the Ofproto port counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct PendingDrops {
+    packets: u64,
+    bytes: u64,
+}
+
+struct Loop {
+    slots: Vec<Slot>,
+    by_no: HashMap<u32, usize>,
+    watcher: Option<LinkWatcher>,
+    of: Arc<Mutex<Ofproto>>,
+    events: UnboundedSender<DpEvent>,
+    clock: fn() -> u64,
+    shared: Arc<Shared>,
+    /// [wake, watcher?, ports...]
+    pollfds: Vec<libc::pollfd>,
+    /// For each pollfd after the fixed ones, the slot index.
+    poll_slots: Vec<usize>,
+    layout_dirty: bool,
+    rx: Vec<Packet>,
+    outputs: Vec<Output>,
+    to_flush: Vec<usize>,
+    pending: BTreeMap<u32, PendingDrops>,
+}
+
+fn lock(of: &Mutex<Ofproto>) -> MutexGuard<'_, Ofproto> {
+    // A panic elsewhere while holding the lock must not stop forwarding.
+    of.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Loop {
+    fn run(mut self) {
+        let mut poll_failures: u64 = 0;
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                self.run_commands();
+                break;
+            }
+            if self.layout_dirty {
+                self.rebuild_pollfds();
+            }
+            match poll(&mut self.pollfds, -1) {
+                Ok(_) => {}
+                Err(e) => {
+                    poll_failures += 1;
+                    if crate::port::afpacket::should_log(poll_failures) {
+                        tracing::error!(error = %e, "datapath poll failed");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+            }
+            bump(&self.shared.stats.wakeups, 1);
+            if self.pollfds[0].revents != 0 {
+                self.shared.wake.drain();
+                self.run_commands();
+            }
+            let fixed = 1 + usize::from(self.watcher.is_some());
+            if self.watcher.is_some() && self.pollfds[1].revents != 0 {
+                self.read_link_events();
+            }
+            if !self.layout_dirty {
+                for k in fixed..self.pollfds.len() {
+                    let revents = self.pollfds[k].revents;
+                    if revents != 0 {
+                        self.service_port(self.poll_slots[k - fixed], revents);
+                    }
+                }
+            }
+            self.poll_links_without_ifindex();
+            if !self.pending.is_empty() {
+                if let Ok(mut of) = self.of.try_lock() {
+                    Self::apply_pending(&mut self.pending, &mut of);
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            let mut of = lock(&self.of);
+            Self::apply_pending(&mut self.pending, &mut of);
+        }
+    }
+
+    fn rebuild_pollfds(&mut self) {
+        self.pollfds.clear();
+        self.poll_slots.clear();
+        let pfd = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        self.pollfds.push(pfd(self.shared.wake.raw_fd()));
+        if let Some(w) = &self.watcher {
+            self.pollfds.push(pfd(w.fd()));
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            if let (Some(fd), false) = (s.fd, s.disabled) {
+                self.pollfds.push(pfd(fd));
+                self.poll_slots.push(i);
+            }
+        }
+        self.layout_dirty = false;
+    }
+
+    fn run_commands(&mut self) {
+        loop {
+            let cmd = self
+                .shared
+                .cmds
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(cmd) = cmd else { break };
+            match cmd {
+                Cmd::Transmit(outputs) => {
+                    self.outputs.extend(outputs);
+                    self.dispatch();
+                }
+                Cmd::AddPort(no, backend) => self.add_port(no, backend),
+                Cmd::RemovePort(no) => self.remove_port(no),
+            }
+        }
+    }
+
+    fn add_port(&mut self, port_no: u32, backend: Box<dyn PortBackend>) {
+        self.remove_port(port_no);
+        let info = backend.info();
+        let link_up = backend.link_up();
+        self.slots.push(Slot {
+            port_no,
+            fd: backend.fd(),
+            ifindex: info.ifindex,
+            link_up,
+            backend,
+            tx: Vec::new(),
+            futile: 0,
+            disabled: false,
+        });
+        self.by_no.insert(port_no, self.slots.len() - 1);
+        self.layout_dirty = true;
+        tracing::debug!(port = port_no, name = %info.name, link_up, "datapath port added");
+        self.send_event(DpEvent::PortLink {
+            port: port_no,
+            up: link_up,
+        });
+    }
+
+    fn remove_port(&mut self, port_no: u32) {
+        let Some(i) = self.by_no.remove(&port_no) else {
+            return;
+        };
+        self.slots.remove(i);
+        self.by_no = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.port_no, i))
+            .collect();
+        self.to_flush.clear(); // indices shifted; to_flush is empty between dispatches anyway
+        self.layout_dirty = true;
+    }
+
+    fn send_event(&self, ev: DpEvent) {
+        if matches!(ev, DpEvent::PacketIn(_)) {
+            bump(&self.shared.stats.packet_ins, 1);
+        }
+        if self.events.send(ev).is_err() {
+            bump(&self.shared.stats.events_lost, 1);
+        }
+    }
+
+    fn set_link(&mut self, i: usize, up: bool) {
+        let s = &mut self.slots[i];
+        if s.link_up != up {
+            s.link_up = up;
+            let port = s.port_no;
+            tracing::debug!(port, up, "datapath: link changed");
+            self.send_event(DpEvent::PortLink { port, up });
+        }
+    }
+
+    fn read_link_events(&mut self) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        let events = w.read_events();
+        let overrun = w.take_overrun();
+        for (ifindex, up) in events {
+            for i in 0..self.slots.len() {
+                if self.slots[i].ifindex == Some(ifindex) {
+                    self.set_link(i, up);
+                }
+            }
+        }
+        if overrun {
+            tracing::warn!("netlink overrun: re-reading the link state of every port");
+            for i in 0..self.slots.len() {
+                if self.slots[i].ifindex.is_some() {
+                    let up = self.slots[i].backend.link_up();
+                    self.set_link(i, up);
+                }
+            }
+        }
+    }
+
+    fn poll_links_without_ifindex(&mut self) {
+        let all = self.watcher.is_none();
+        for i in 0..self.slots.len() {
+            if all || self.slots[i].ifindex.is_none() {
+                let up = self.slots[i].backend.link_up();
+                self.set_link(i, up);
+            }
+        }
+    }
+
+    fn service_port(&mut self, i: usize, revents: libc::c_short) {
+        let port_no = self.slots[i].port_no;
+        if revents & libc::POLLNVAL != 0 {
+            self.disable(i, "fd is not open");
+            return;
+        }
+        self.rx.clear();
+        let res = self.slots[i].backend.recv_batch(&mut self.rx, RX_BATCH);
+        let got = match res {
+            Ok(n) => n,
+            Err(_) => {
+                // The backend counted and logged it; note it for port stats.
+                bump(&self.shared.stats.rx_errors, 1);
+                let mut of = lock(&self.of);
+                if let Some(p) = of.ports.get_mut(&port_no) {
+                    p.counters.rx_errors = p.counters.rx_errors.saturating_add(1);
+                }
+                0
+            }
+        };
+        if self.rx.is_empty() {
+            if revents & (libc::POLLERR | libc::POLLHUP) != 0 || res.is_err() {
+                self.slots[i].futile += 1;
+                if self.slots[i].futile >= MAX_FUTILE_WAKEUPS {
+                    self.disable(i, "fd keeps reporting errors");
+                }
+            }
+            return;
+        }
+        let _ = got;
+        self.slots[i].futile = 0;
+        let n = u64::try_from(self.rx.len()).unwrap_or(u64::MAX);
+        bump(&self.shared.stats.rx_batches, 1);
+        bump(&self.shared.stats.rx_packets, n);
+        let now = (self.clock)();
+        {
+            let mut of = lock(&self.of);
+            Self::apply_pending(&mut self.pending, &mut of);
+            for pkt in self.rx.drain(..) {
+                execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
+            }
+        }
+        self.dispatch();
+    }
+
+    fn disable(&mut self, i: usize, why: &str) {
+        let s = &mut self.slots[i];
+        if !s.disabled {
+            s.disabled = true;
+            self.layout_dirty = true;
+            bump(&self.shared.stats.ports_disabled, 1);
+            tracing::error!(
+                port = s.port_no,
+                why,
+                "datapath: port taken out of the poll set"
+            );
+        }
+    }
+
+    /// Sends `self.outputs` (in order) and forwards controller-bound frames.
+    fn dispatch(&mut self) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        for out in outputs.drain(..) {
+            match out {
+                Output::Port { port, pkt, .. } => match self.by_no.get(&port) {
+                    Some(&i) => {
+                        if self.slots[i].tx.is_empty() {
+                            self.to_flush.push(i);
+                        }
+                        self.slots[i].tx.push(pkt);
+                    }
+                    None => bump(&self.shared.stats.no_such_port, 1),
+                },
+                Output::Controller(ev) => self.send_event(DpEvent::PacketIn(ev)),
+            }
+        }
+        self.outputs = outputs; // keep the capacity
+        let to_flush = std::mem::take(&mut self.to_flush);
+        for &i in &to_flush {
+            self.flush(i);
+        }
+        self.to_flush = to_flush;
+        self.to_flush.clear();
+    }
+
+    fn flush(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        let n = s.tx.len();
+        let accepted = match s.backend.send_batch(&s.tx) {
+            Ok(a) => a.min(n),
+            Err(e) => {
+                tracing::debug!(port = s.port_no, error = %e, frames = n, "datapath: send failed");
+                0
+            }
+        };
+        if accepted < n {
+            let bytes: usize = s.tx[accepted..].iter().map(|p| p.data.len()).sum();
+            let d = self.pending.entry(s.port_no).or_default();
+            let dropped = u64::try_from(n - accepted).unwrap_or(u64::MAX);
+            d.packets = d.packets.saturating_add(dropped);
+            d.bytes = d
+                .bytes
+                .saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX));
+            bump(&self.shared.stats.tx_dropped, dropped);
+        }
+        bump(
+            &self.shared.stats.tx_packets,
+            u64::try_from(accepted).unwrap_or(u64::MAX),
+        );
+        s.tx.clear();
+    }
+
+    fn apply_pending(pending: &mut BTreeMap<u32, PendingDrops>, of: &mut Ofproto) {
+        for (port, d) in std::mem::take(pending) {
+            if let Some(p) = of.ports.get_mut(&port) {
+                let c = &mut p.counters;
+                c.tx_packets = c.tx_packets.saturating_sub(d.packets);
+                c.tx_bytes = c.tx_bytes.saturating_sub(d.bytes);
+                c.tx_dropped = c.tx_dropped.saturating_add(d.packets);
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! age out after `max_age_ns`; the table is bounded (the oldest entry is evicted when full),
 //! so a flood of random source MACs cannot grow it without limit.
 
+use shg_flows::field::{Field, FlowKey};
 use std::collections::HashMap;
 
 /// Default aging time (as Open vSwitch and Linux bridges: 300 s).
@@ -33,7 +34,11 @@ impl Default for MacTable {
 
 impl MacTable {
     pub fn new(max_age_ns: u64, max_entries: usize) -> MacTable {
-        MacTable { entries: HashMap::new(), max_age_ns, max_entries: max_entries.max(1) }
+        MacTable {
+            entries: HashMap::new(),
+            max_age_ns,
+            max_entries: max_entries.max(1),
+        }
     }
 
     /// Records that `mac` on `vlan` (0 = untagged) was seen on `port`. Multicast and broadcast
@@ -52,7 +57,12 @@ impl MacTable {
             self.expire(now);
         }
         if self.entries.len() >= self.max_entries {
-            if let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.seen).map(|(k, _)| *k) {
+            if let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.seen)
+                .map(|(k, _)| *k)
+            {
                 self.entries.remove(&oldest);
             }
         }
@@ -74,7 +84,8 @@ impl MacTable {
     /// Drops entries older than the aging time.
     pub fn expire(&mut self, now: u64) {
         let max = self.max_age_ns;
-        self.entries.retain(|_, e| now.saturating_sub(e.seen) <= max);
+        self.entries
+            .retain(|_, e| now.saturating_sub(e.seen) <= max);
     }
 
     pub fn len(&self) -> usize {
@@ -83,6 +94,38 @@ impl MacTable {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// Where NORMAL sends one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormalDecision {
+    /// Out of this port only (the destination was learned there).
+    Forward(u32),
+    /// Out of every port but the input port (unknown, broadcast or multicast destination).
+    Flood,
+    /// Nowhere: the destination was learned on the input port itself.
+    Drop,
+}
+
+/// The NORMAL action on a frame with key `key` that arrived on `in_port`: learns the source
+/// (VLAN, MAC) on `in_port`, then forwards by the destination.
+pub fn decide(table: &mut MacTable, key: &FlowKey, in_port: u32, now: u64) -> NormalDecision {
+    let vlan = u16::try_from(key.get_u64(Field::VlanVid) & 0x0fff).unwrap_or(0);
+    let mac = |f: Field| {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(key.get(f));
+        m
+    };
+    let (src, dst) = (mac(Field::EthSrc), mac(Field::EthDst));
+    table.learn(vlan, src, in_port, now);
+    if dst[0] & 1 != 0 {
+        return NormalDecision::Flood;
+    }
+    match table.lookup(vlan, dst, now) {
+        Some(p) if p == in_port => NormalDecision::Drop,
+        Some(p) => NormalDecision::Forward(p),
+        None => NormalDecision::Flood,
     }
 }
 
@@ -109,5 +152,41 @@ mod tests {
         assert_eq!(t.lookup(0, a, 4), None, "oldest entry evicted");
         t.flush_port(4);
         assert_eq!(t.lookup(0, c, 4), None);
+    }
+
+    #[test]
+    fn decide_learns_then_forwards() {
+        let key = |src: [u8; 6], dst: [u8; 6], vlan: u16| {
+            let mut k = FlowKey::default();
+            k.set(Field::EthSrc, &src);
+            k.set(Field::EthDst, &dst);
+            k.set_u64(Field::VlanVid, u64::from(vlan));
+            k
+        };
+        let a = [2, 0, 0, 0, 0, 1];
+        let b = [2, 0, 0, 0, 0, 2];
+        let mut t = MacTable::default();
+        assert_eq!(decide(&mut t, &key(a, b, 0), 1, 0), NormalDecision::Flood);
+        assert_eq!(
+            decide(&mut t, &key(b, a, 0), 2, 1),
+            NormalDecision::Forward(1)
+        );
+        assert_eq!(
+            decide(&mut t, &key(a, b, 0), 1, 2),
+            NormalDecision::Forward(2)
+        );
+        assert_eq!(
+            decide(&mut t, &key(a, b, 0x1005), 1, 3),
+            NormalDecision::Flood,
+            "per VLAN"
+        );
+        assert_eq!(
+            decide(&mut t, &key(b, [0xff; 6], 0), 2, 4),
+            NormalDecision::Flood
+        );
+        assert_eq!(
+            decide(&mut t, &key([2, 0, 0, 0, 0, 3], a, 0), 1, 5),
+            NormalDecision::Drop
+        );
     }
 }
