@@ -155,11 +155,11 @@ struct Running {
 
 impl Running {
     fn start(plan: Plan, bound: usize) -> Running {
-        Running::start_with(plan, bound, of_config())
+        Running::start_with(plan, bound, Ofproto::new(of_config()))
     }
 
-    fn start_with(plan: Plan, bound: usize, config: OfprotoConfig) -> Running {
-        let of = Arc::new(Mutex::new(Ofproto::new(config)));
+    fn start_with(plan: Plan, bound: usize, of: Ofproto) -> Running {
+        let of = Arc::new(Mutex::new(of));
         let clock = Clock::new();
         let agent = Agent::with_queue_bound(of.clone(), clock, Arc::new(NoTransmit), bound);
         let (stop, rx) = oneshot::channel::<()>();
@@ -332,7 +332,7 @@ async fn timer_sends_echo_and_closes_a_silent_peer() {
         echo_timeout_ns: 600_000_000,
         ..of_config()
     };
-    let run = Running::start_with(plan, 4096, config);
+    let run = Running::start_with(plan, 4096, Ofproto::new(config));
     let mut peer = Peer::new(TcpStream::connect(addr).await.unwrap());
     peer.hello().await;
     let t0 = Instant::now();
@@ -354,6 +354,47 @@ async fn timer_sends_echo_and_closes_a_silent_peer() {
         run.agent.connection_count() == 0
     })
     .await;
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn datapath_link_event_becomes_port_status() {
+    let (mut plan, addr) = listen_plan(None).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    plan.dp_events = Some(rx);
+    let mut of = Ofproto::new(of_config());
+    let info = shg_switch::port::PortInfo {
+        name: "p1".into(),
+        hw_addr: [2, 0, 0, 0, 0, 1],
+        curr_speed_kbps: 0,
+        max_speed_kbps: 0,
+        ifindex: None,
+    };
+    let _ = of.add_port(1, info, true, 0);
+    let run = Running::start_with(plan, 4096, of);
+    let mut peer = Peer::new(TcpStream::connect(addr).await.unwrap());
+    peer.hello().await;
+    // A passive (tool) connection gets asynchronous messages once it sets its config, as
+    // OVS's service connections do.
+    peer.send(
+        1,
+        &Message::SetConfig(shg_flows::wire::message::SwitchConfig {
+            flags: 0,
+            miss_send_len: 128,
+        }),
+    )
+    .await;
+    // A barrier round trip: the switch has seen our config before the event.
+    peer.send(2, &Message::BarrierRequest).await;
+    assert_eq!(peer.recv().await, (2, Message::BarrierReply));
+    tx.send(shg_switch::datapath::DpEvent::PortLink { port: 1, up: false })
+        .unwrap();
+    let (_, m) = peer.recv_or_eof().await.expect("a PORT_STATUS");
+    match m {
+        Message::PortStatus { port, .. } => assert_eq!(port.port_no, 1),
+        m => panic!("expected PORT_STATUS, got {m:?}"),
+    }
+    assert!(!run.of.lock().unwrap().ports[&1].link_up);
     run.stop().await;
 }
 

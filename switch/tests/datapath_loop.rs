@@ -158,7 +158,7 @@ fn packet_in_events_reach_the_channel() {
     assert_eq!(ev.total_len, 64);
     assert_eq!(ev.data, frame(3, 9, 42).data);
     assert_eq!(r.dp.stats().packet_ins, 1);
-    // A table miss (no flow for port 3's frames would match in_port=4...) drops: nothing sent.
+    // The frame went to the controller only: nothing left through a port.
     assert!(r.handles.iter().all(|h| h.take_sent().is_empty()));
 }
 

@@ -36,9 +36,12 @@ use shg_flows::text;
 use shg_flows::wire::port::config as portcfg;
 use std::collections::BTreeMap;
 
-/// PACKET_IN reasons (`ofp_packet_in_reason`).
+/// PACKET_IN reason (`ofp_packet_in_reason`): the table-miss flow sent it.
 pub const OFPR_NO_MATCH: u8 = 0;
+/// PACKET_IN reason: an explicit output:CONTROLLER action.
 pub const OFPR_ACTION: u8 = 1;
+/// PACKET_IN reason: dec_ttl / dec_mpls_ttl found the TTL expired (the packet is dropped;
+/// `Ofproto::packet_in` delivers it only to connections whose async config asks for it).
 pub const OFPR_INVALID_TTL: u8 = 2;
 
 /// Table id and cookie of a PACKET_IN not caused by a flow (PACKET_OUT's output:CONTROLLER).

@@ -538,18 +538,14 @@ impl Loop {
         }
         self.rx.clear();
         let res = self.slots[i].backend.recv_batch(&mut self.rx, RX_BATCH);
-        let got = match res {
-            Ok(n) => n,
-            Err(_) => {
-                // The backend counted and logged it; note it for port stats.
-                bump(&self.shared.stats.rx_errors, 1);
-                let mut of = lock(&self.of);
-                if let Some(p) = of.ports.get_mut(&port_no) {
-                    p.counters.rx_errors = p.counters.rx_errors.saturating_add(1);
-                }
-                0
+        if res.is_err() {
+            // The backend counted and logged it; note it for port stats.
+            bump(&self.shared.stats.rx_errors, 1);
+            let mut of = lock(&self.of);
+            if let Some(p) = of.ports.get_mut(&port_no) {
+                p.counters.rx_errors = p.counters.rx_errors.saturating_add(1);
             }
-        };
+        }
         if self.rx.is_empty() {
             if revents & (libc::POLLERR | libc::POLLHUP) != 0 || res.is_err() {
                 self.slots[i].futile += 1;
@@ -559,7 +555,6 @@ impl Loop {
             }
             return;
         }
-        let _ = got;
         self.slots[i].futile = 0;
         let n = u64::try_from(self.rx.len()).unwrap_or(u64::MAX);
         bump(&self.shared.stats.rx_batches, 1);

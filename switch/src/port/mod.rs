@@ -52,7 +52,10 @@ pub struct Packet {
 impl Packet {
     /// A plain frame.
     pub fn plain(data: Vec<u8>) -> Packet {
-        Packet { data, vnet: VnetHdr::default() }
+        Packet {
+            data,
+            vnet: VnetHdr::default(),
+        }
     }
 }
 
