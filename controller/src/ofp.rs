@@ -22,6 +22,9 @@ usage: shgctl ofp-print HEX...
        shgctl ofp-encode --meter 'METER'
          Print, as one line of lowercase hex, the OpenFlow 1.3 FLOW_MOD (or GROUP_MOD /
          METER_MOD ADD) with xid 1 for a flow, group or meter in ovs-ofctl syntax.
+       shgctl switch [--ctl PATH] show|dump-flows [table=N]|dump-ports|dump-groups|dump-meters|trace FLOW
+         Ask a running shg-switch over its control socket (default /run/shg-switch.ctl);
+         trace FLOW explains the forwarding of a packet given in ovs-ofctl match syntax.
        shgctl help";
 
 /// Parses hex text: any white space is ignored, each argument may start with `0x`.
@@ -155,6 +158,7 @@ pub fn run(args: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
         }
         "ofp-print" => ofp_print(rest, stdin, out, err),
         "ofp-encode" => ofp_encode(rest, out, err),
+        "switch" => crate::switch_ctl::run(rest, out, err),
         other => usage_error(err, &format!("unknown command '{other}'")),
     }
 }
