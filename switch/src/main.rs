@@ -93,6 +93,7 @@ fn run(c: &Config) -> Result<(), String> {
         datapath_id: c.datapath_id,
         n_tables: c.n_tables,
         fail_mode: c.fail_mode,
+        controllers_configured: !c.controllers.is_empty(),
         ..OfprotoConfig::default()
     });
     let ports = open_ports(c, &mut of, clock.now())?;

@@ -782,6 +782,27 @@ fn standalone_learns_without_controller() {
     assert_eq!(ports_of(&out), vec![(2, 0), (3, 0), (4, 0)]);
 }
 
+#[test]
+fn standalone_without_controllers_uses_flows_then_normal_on_miss() {
+    // No controller configured: the flow table decides, a miss falls back to NORMAL.
+    let mut of = switch_with(FailMode::Standalone);
+    assert!(!of.config.controllers_configured);
+    flow(&mut of, "priority=10,in_port=1,tcp,actions=output:4");
+    let out = run(&mut of, 1, tcp4(), 0);
+    assert_eq!(ports_of(&out), vec![(4, 0)], "the flow wins over learning");
+    let out = run(&mut of, 2, tcp4(), 1);
+    assert_eq!(ports_of(&out), vec![(1, 0), (3, 0), (4, 0)], "a miss floods (NORMAL)");
+    flow(&mut of, "priority=0,actions=drop");
+    assert!(run(&mut of, 2, tcp4(), 2).is_empty(), "a table-miss flow is obeyed");
+
+    // Controllers configured but none connected: NORMAL overrides the flow table.
+    let mut of = switch_with(FailMode::Standalone);
+    of.config.controllers_configured = true;
+    flow(&mut of, "priority=10,in_port=1,tcp,actions=output:4");
+    let out = run(&mut of, 1, tcp4(), 0);
+    assert_eq!(ports_of(&out), vec![(2, 0), (3, 0), (4, 0)], "fail-open learning switch");
+}
+
 /// A TCP frame with a pending checksum, as a veth hands it over with PACKET_VNET_HDR: the
 /// checksum field holds the folded pseudo-header sum.
 fn partial_tcp4(payload: &[u8]) -> Packet {

@@ -22,7 +22,7 @@
 
 use super::normal::{self, NormalDecision};
 use super::{Output, PacketInEvent};
-use crate::ofproto::{FailMode, Ofproto, PortState, QueueCounters};
+use crate::ofproto::{FailOpen, Ofproto, PortState, QueueCounters};
 use crate::port::{Packet, VnetHdr};
 use shg_flows::action::{port, Action, Instruction, OFPCML_NO_BUFFER};
 use shg_flows::field::{Field, FlowKey};
@@ -91,8 +91,8 @@ pub(crate) struct Env<'a> {
     pub(crate) miss_send_len: u16,
     /// Ports live for fast-failover and select groups (snapshot taken before execution).
     pub(crate) live_ports: Vec<u32>,
-    /// Fail-mode standalone with no controller connected: forward by L2 learning.
-    pub(crate) standalone: bool,
+    /// Fail-mode standalone behaviour right now (see `FailOpen`).
+    pub(crate) fail_open: FailOpen,
     pub(crate) now: u64,
     pub(crate) out: &'a mut Vec<Output>,
     /// When set, every decision is explained here, one line each.
@@ -165,7 +165,7 @@ impl Frame {
 
 impl<'a> Env<'a> {
     fn of(of: &'a mut Ofproto, now: u64, out: &'a mut Vec<Output>) -> Env<'a> {
-        let standalone = of.config.fail_mode == FailMode::Standalone && !of.controller_connected();
+        let fail_open = of.fail_open();
         let live_ports = if of.groups.is_empty() {
             Vec::new()
         } else {
@@ -192,7 +192,7 @@ impl<'a> Env<'a> {
             mac_table,
             miss_send_len: *miss_send_len,
             live_ports,
-            standalone,
+            fail_open,
             now,
             out,
             trace: None,
@@ -247,7 +247,7 @@ impl<'a> Env<'a> {
             packet_out: false,
             depth: 0,
         };
-        if self.standalone {
+        if self.fail_open == FailOpen::Override {
             self.note_raw(|| "Fail mode standalone, no controller connected: NORMAL".into());
             self.normal(&fr, ctx);
             return Some(fr);
@@ -280,9 +280,20 @@ impl<'a> Env<'a> {
         let mut last = ctx;
         for step in &res.trace {
             let Some(hit) = &step.hit else {
-                self.note_raw(|| {
-                    format!("{:2}. No match: drop (no table-miss flow)", step.table_id)
-                });
+                if self.fail_open == FailOpen::MissNormal {
+                    self.note_raw(|| {
+                        format!(
+                            "{:2}. No match, fail mode standalone without controllers: NORMAL",
+                            step.table_id
+                        )
+                    });
+                    let miss_ctx = Ctx { table_id: step.table_id, ..ctx };
+                    self.normal(&fr, miss_ctx);
+                } else {
+                    self.note_raw(|| {
+                        format!("{:2}. No match: drop (no table-miss flow)", step.table_id)
+                    });
+                }
                 return fr;
             };
             let step_ctx = Ctx {

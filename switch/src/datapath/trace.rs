@@ -11,7 +11,7 @@
 
 use super::execute::{crc32c, inet_checksum, Env, Frame};
 use super::Output;
-use crate::ofproto::{FailMode, Ofproto};
+use crate::ofproto::Ofproto;
 use crate::port::Packet;
 use shg_flows::field::{Field, FlowKey, OFPVID_PRESENT};
 use shg_flows::key::{ethertype, ipproto, ETH_TYPE_NONE};
@@ -56,7 +56,7 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
         .copied()
         .filter(|p| of.port_live(*p))
         .collect();
-    let standalone = of.config.fail_mode == FailMode::Standalone && !of.controller_connected();
+    let fail_open = of.fail_open();
 
     let mut start = Frame::new(Packet::plain(frame));
     start.metadata = key.get_u64(Field::Metadata);
@@ -82,7 +82,7 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
             mac_table: &mut mac_table,
             miss_send_len: of.miss_send_len,
             live_ports,
-            standalone,
+            fail_open,
             now,
             out: &mut outs,
             trace: Some(&mut lines),

@@ -81,6 +81,19 @@ pub enum FailMode {
     Standalone,
 }
 
+/// How fail mode shapes forwarding at this moment (Open vSwitch's semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOpen {
+    /// The flow tables decide; a miss with no table-miss flow drops (secure, or a controller
+    /// is connected).
+    No,
+    /// Standalone, controllers configured, none connected: L2 learning for every frame.
+    Override,
+    /// Standalone with no controller configured: the flow tables decide, and a miss with no
+    /// table-miss flow goes to NORMAL (as if the table had a default NORMAL flow).
+    MissNormal,
+}
+
 /// Whether a connection was made by us to a controller, or accepted from a tool/controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnKind {
@@ -111,6 +124,10 @@ pub struct OfprotoConfig {
     pub datapath_id: u64,
     pub n_tables: u8,
     pub fail_mode: FailMode,
+    /// Whether `--controller` targets are configured. Fail-mode standalone means "NORMAL for
+    /// everything" only while configured controllers are all unreachable; with none configured
+    /// the flow tables rule and a table miss falls back to NORMAL (see [`FailOpen`]).
+    pub controllers_configured: bool,
     /// Echo request interval and dead-peer timeout, in ns.
     pub echo_interval_ns: u64,
     pub echo_timeout_ns: u64,
@@ -128,6 +145,7 @@ impl Default for OfprotoConfig {
             datapath_id: 1,
             n_tables: 64,
             fail_mode: FailMode::Secure,
+            controllers_configured: false,
             echo_interval_ns: 5_000_000_000,
             echo_timeout_ns: 15_000_000_000,
             mfr_desc: "shg".into(),
@@ -297,6 +315,17 @@ impl Ofproto {
     }
 
     /// True when an Active (controller) connection has completed HELLO (fail mode uses it).
+    pub fn fail_open(&self) -> FailOpen {
+        if self.config.fail_mode != FailMode::Standalone || self.controller_connected() {
+            FailOpen::No
+        } else if self.config.controllers_configured {
+            FailOpen::Override
+        } else {
+            FailOpen::MissNormal
+        }
+    }
+
+    /// True when an active (`--controller`) connection has completed HELLO.
     pub fn controller_connected(&self) -> bool {
         self.conns
             .values()
