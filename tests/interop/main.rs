@@ -20,6 +20,7 @@ mod topo;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use netns::{run, skip_unless_root, wait_for_file_text, wait_until, Netns, Proc, Scratch};
@@ -64,6 +65,15 @@ pub(crate) fn start_osken(
         p.describe()
     );
     p
+}
+
+/// Interop tests run one at a time (a held guard): they share 2 cores with timing-sensitive
+/// peers (the switch tester counts packets within seconds). Taken first, so it is released last,
+/// after the test's topology is torn down.
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Fails the test with the logs of everything involved.
@@ -121,6 +131,7 @@ fn osken_l2_learning_pings() {
     if skip_unless_root("osken_l2_learning_pings") {
         return;
     }
+    let _serial = serial();
     let topo = Star::new("osken").expect("topology");
     let (_sw, _ctl) = osken_l2_scenario(&topo, Target::from_env());
 }
@@ -131,6 +142,7 @@ fn ovs_ofctl_manages_flows_meters_groups() {
     if skip_unless_root("ovs_ofctl_manages_flows_meters_groups") {
         return;
     }
+    let _serial = serial();
     let topo = Star::new("ofctl").expect("topology");
     let mut spec = SwitchSpec::new(1, &topo.sw_ports);
     spec.listen.push(format!("ptcp:{LISTEN_PORT}:127.0.0.1"));
@@ -230,6 +242,7 @@ fn ovs_testcontroller_over_tls_pings() {
     if skip_unless_root("ovs_testcontroller_over_tls_pings") {
         return;
     }
+    let _serial = serial();
     let topo = Star::new("tls").expect("topology");
     let (ctl_pki, sw_pki) = make_pki(topo.scratch.path());
     let mut cmd = topo::ovs_cmd("ovs-testcontroller", &topo.scratch.join("tc"));
@@ -278,6 +291,7 @@ fn tshark_sees_no_malformed_openflow() {
     if skip_unless_root("tshark_sees_no_malformed_openflow") {
         return;
     }
+    let _serial = serial();
     let topo = Star::new("tshark").expect("topology");
     let cap = topo.scratch.join("of.pcapng");
     let mut cmd = Command::new("tshark");

@@ -17,7 +17,8 @@ use crate::netns::{prefix, run, skip_unless_root, Netns, Proc, Scratch, Veth};
 use crate::start_osken;
 use crate::topo::{osken_pkg_dir, venv, Ovs, Switch, SwitchSpec, Target};
 
-/// Cases for CI: a few minutes on 2 cores. Every one passes on OVS 3.1 userspace as target.
+/// Cases for CI: about 3 minutes on 2 cores. All pass on shg-switch; OVS 3.1 passes them except
+/// the meter (it reports burst 1000 for a band set with burst 0) and some timing flakes.
 const SUBSET: &[&str] = &[
     "action/00_OUTPUT.json",
     "action/17_PUSH_VLAN.json",
@@ -27,11 +28,15 @@ const SUBSET: &[&str] = &[
     "action/25_SET_FIELD/03_ETH_DST.json",
     "action/25_SET_FIELD/12_IPV4_DST.json",
     "match/00_IN_PORT.json",
+    "match/02_METADATA.json",
     "match/03_ETH_DST.json",
     "match/05_ETH_TYPE.json",
+    "match/06_VLAN_VID.json",
     "match/11_IPV4_SRC_Mask.json",
     "match/13_TCP_SRC_IPv4.json",
     "group/00_ALL.json",
+    "group/01_SELECT_Ether.json",
+    "meter/01_DROP_01_PKTPS_00_100.json",
 ];
 
 /// One case's result from a tester log.
@@ -235,6 +240,14 @@ fn run_tester(
     (results, log)
 }
 
+/// A case file's description: its first JSON string (`"action: 00_OUTPUT"`).
+fn file_description(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let start = text.find('"')? + 1;
+    let len = text[start..].find('"')?;
+    Some(text[start..start + len].to_string())
+}
+
 /// Formats failed cases, one per line, for a failure message.
 fn failures(results: &[CaseResult]) -> String {
     results
@@ -251,6 +264,7 @@ fn osken_switch_tester_subset() {
     if skip_unless_root("osken_switch_tester_subset") {
         return;
     }
+    let _serial = crate::serial();
     let target = Target::from_env();
     let cases: Vec<String> = SUBSET.iter().map(|s| s.to_string()).collect();
     let (results, _) = run_tester(
@@ -268,15 +282,10 @@ fn osken_switch_tester_subset() {
     let mut final_results = results.clone();
     if !failed_files.is_empty() {
         // Retry only the files with failures; a case counts as passed if the retry passes it.
+        let of13 = osken_pkg_dir().expect("os-ken").join("tests/switch/of13");
         let retry: Vec<String> = SUBSET
             .iter()
-            .filter(|c| {
-                let stem = Path::new(c)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                failed_files.iter().any(|f| f.ends_with(&stem))
-            })
+            .filter(|c| file_description(&of13.join(c)).is_some_and(|d| failed_files.contains(&d)))
             .map(|s| s.to_string())
             .collect();
         if !retry.is_empty() {
@@ -322,6 +331,7 @@ fn osken_switch_tester_run() {
     if skip_unless_root("osken_switch_tester_run") {
         return;
     }
+    let _serial = crate::serial();
     let cases: Vec<String> = std::env::var("SHG_TESTER_CASES")
         .unwrap_or_else(|_| "action match group meter".into())
         .split_whitespace()

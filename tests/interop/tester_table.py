@@ -92,8 +92,9 @@ def table(of13, doc, shg_logs, ovs_logs):
         s[4] += b and not a
     tot = [sum(v[i] for v in per_file.values()) for i in range(5)]
     lines = [BEGIN, '',
-             f'Last full run: {datetime.date.today().isoformat()}, same machine for both targets, '
-             'every failure retried once.', '',
+             f'Last run: {datetime.date.today().isoformat()}, cases: '
+             f'`{os.environ.get("TESTER_CASES", "action match group meter")}` (of13/), '
+             'same machine for both targets, every file with a failure retried once.', '',
              f'**Total: {tot[0]} cases; shg passes {tot[1]}, OVS passes {tot[2]}; '
              f'shg only {tot[3]}, OVS only {tot[4]}.**', '',
              '| file | cases | shg ok | OVS ok | shg only | OVS only |', '|---|---|---|---|---|---|']
