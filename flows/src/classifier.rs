@@ -87,7 +87,7 @@ impl Hasher for KeyHasher {
 
 type KeyMap<V> = HashMap<FlowKey, V, BuildHasherDefault<KeyHasher>>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Rule<T> {
     m: Match,
     priority: u16,
@@ -95,13 +95,13 @@ struct Rule<T> {
     value: T,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Slot<T> {
     gen: u32,
     rule: Option<Rule<T>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Subtable {
     mask: FlowKey,
     /// masked value -> slot indices, best first.
@@ -112,7 +112,9 @@ struct Subtable {
 }
 
 /// Tuple-space search classifier over [`Match`] rules with values of type `T`.
-#[derive(Debug)]
+///
+/// A clone is an independent copy with the same rules, tie-break order and [`RuleId`]s.
+#[derive(Debug, Clone)]
 pub struct Classifier<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,

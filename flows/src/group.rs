@@ -2,9 +2,10 @@
 //!
 //! [`GroupTable`] owns every group of one switch: it applies OFPT_GROUP_MOD with the
 //! OpenFlow 1.3 errors, picks the buckets a packet executes ([`GroupTable::select_bucket`]),
-//! keeps the per-group and per-bucket counters, and answers the data of the group stats,
-//! group desc and group features replies as plain structs. It never reads the clock (time is
-//! `now`, nanoseconds) and never touches ports: port liveness is a callback from the caller.
+//! keeps the per-group and per-bucket counters, and answers the group stats, group desc and
+//! group features replies as their [`crate::wire::multipart`] structs. It never reads the clock
+//! (time is `now`, nanoseconds) and never touches ports: port liveness is a callback from the
+//! caller.
 //!
 //! # Decisions (sources: OpenFlow 1.3.5, "Group Table Modification Messages" and
 //! `ofp_group_mod_failed_code`; Open vSwitch `ofp-group.c`, `ofproto.c`, `ofproto-dpif-xlate.c`)
@@ -61,6 +62,7 @@
 use crate::action::{group, port, Action};
 use crate::error::{BadActionCode, Error, GroupModFailedCode as G, Result};
 use crate::mods::{Bucket, GroupMod, GroupModCommand, GroupType};
+use crate::wire::multipart::{BucketCounter, GroupDesc, GroupFeatures, GroupStats};
 use std::collections::BTreeMap;
 
 /// `ofp_group_capabilities`: select groups honour weights.
@@ -147,18 +149,10 @@ impl Selection {
     }
 }
 
-/// Packet and byte counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-impl Counters {
-    fn add(&mut self, bytes: u64) {
-        self.packets = self.packets.saturating_add(1);
-        self.bytes = self.bytes.saturating_add(bytes);
-    }
+/// Counts one packet of `bytes` bytes.
+fn count(c: &mut BucketCounter, bytes: u64) {
+    c.packet_count = c.packet_count.saturating_add(1);
+    c.byte_count = c.byte_count.saturating_add(bytes);
 }
 
 /// One group: its definition and counters.
@@ -168,8 +162,8 @@ pub struct GroupEntry {
     buckets: Vec<Bucket>,
     created: u64,
     flow_refs: u32,
-    counters: Counters,
-    bucket_counters: Vec<Counters>,
+    counters: BucketCounter,
+    bucket_counters: Vec<BucketCounter>,
 }
 
 impl GroupEntry {
@@ -186,48 +180,13 @@ impl GroupEntry {
         self.flow_refs
     }
     /// Packets and bytes processed by the group.
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> BucketCounter {
         self.counters
     }
     /// Packets and bytes per bucket, index-aligned with [`GroupEntry::buckets`].
-    pub fn bucket_counters(&self) -> &[Counters] {
+    pub fn bucket_counters(&self) -> &[BucketCounter] {
         &self.bucket_counters
     }
-}
-
-/// Data of one `ofp_group_stats` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupStats {
-    pub group_id: u32,
-    /// Flows and groups that directly forward to this group.
-    pub ref_count: u32,
-    pub packet_count: u64,
-    pub byte_count: u64,
-    pub duration_sec: u32,
-    pub duration_nsec: u32,
-    /// Per bucket (packet_count, byte_count), in bucket order.
-    pub bucket_stats: Vec<Counters>,
-}
-
-/// Data of one `ofp_group_desc` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupDesc {
-    pub group_id: u32,
-    pub group_type: GroupType,
-    pub buckets: Vec<Bucket>,
-}
-
-/// Data of `ofp_group_features`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupFeatures {
-    /// Bitmap of `1 << ofp_group_type`.
-    pub types: u32,
-    /// Bitmap of `OFPGFC_*`.
-    pub capabilities: u32,
-    /// Maximum groups per type.
-    pub max_groups: [u32; 4],
-    /// Supported actions per type (bitmaps of `1 << ofp_action_type`).
-    pub actions: [u32; 4],
 }
 
 /// Splits a nanosecond duration into (seconds, nanoseconds), seconds saturating at `u32::MAX`.
@@ -380,7 +339,7 @@ impl GroupTable {
                 ));
             }
         }
-        let bucket_counters = vec![Counters::default(); gm.buckets.len()];
+        let bucket_counters = vec![BucketCounter::default(); gm.buckets.len()];
         match self.groups.get_mut(&id) {
             Some(g) => {
                 g.group_type = gm.group_type;
@@ -395,7 +354,7 @@ impl GroupTable {
                         buckets: gm.buckets.clone(),
                         created: now,
                         flow_refs: 0,
-                        counters: Counters::default(),
+                        counters: BucketCounter::default(),
                         bucket_counters,
                     },
                 );
@@ -644,10 +603,10 @@ impl GroupTable {
     /// Unknown groups and out-of-range buckets are ignored.
     pub fn record(&mut self, group_id: u32, sel: Selection, bytes: u64) {
         if let Some(g) = self.groups.get_mut(&group_id) {
-            g.counters.add(bytes);
+            count(&mut g.counters, bytes);
             for i in sel.indices() {
                 if let Some(c) = g.bucket_counters.get_mut(i) {
-                    c.add(bytes);
+                    count(c, bytes);
                 }
             }
         }
@@ -690,8 +649,8 @@ impl GroupTable {
                 ref_count: g
                     .flow_refs
                     .saturating_add(u32::try_from(group_refs).unwrap_or(u32::MAX)),
-                packet_count: g.counters.packets,
-                byte_count: g.counters.bytes,
+                packet_count: g.counters.packet_count,
+                byte_count: g.counters.byte_count,
                 duration_sec,
                 duration_nsec,
                 bucket_stats: g.bucket_counters.clone(),

@@ -8,7 +8,7 @@
 //!
 //! Map:
 //! - [`error`]: every failure, with its OFPT_ERROR (type, code).
-//! - [`field`], [`matches`]: OXM fields, the fixed-layout [`field::FlowKey`] and [`matches::Match`].
+//! - [`field`], [`mod@matches`]: OXM fields, the fixed-layout [`field::FlowKey`] and [`matches::Match`].
 //! - [`action`], [`mods`]: actions, instructions, flow/group/meter mods as values.
 //! - [`wire`]: bytes <-> values for every OF1.3 message.
 //! - [`key`]: one-pass flow-key extraction from an Ethernet frame.

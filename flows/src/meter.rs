@@ -1,9 +1,9 @@
 //! Meter table: meter_mod semantics and token-bucket bands driven by `now`.
 //!
 //! [`MeterTable`] owns every meter of one switch: it applies OFPT_METER_MOD with the
-//! OpenFlow 1.3 errors, meters packets ([`MeterTable::meter_packet`]) and answers the data of
-//! the meter stats, meter config and meter features replies as plain structs. It never reads
-//! the clock: time is `now` (nanoseconds, caller's monotonic clock).
+//! OpenFlow 1.3 errors, meters packets ([`MeterTable::meter_packet`]) and answers the meter
+//! stats, meter config and meter features replies as their [`crate::wire::multipart`]
+//! structs. It never reads the clock: time is `now` (nanoseconds, caller's monotonic clock).
 //!
 //! # Decisions (sources: OpenFlow 1.3.5, "Meter Table" and "Meter Modification Messages";
 //! Open vSwitch `ofp-meter.c`, `ofproto.c`, `dpif-netdev.c`)
@@ -53,6 +53,7 @@ use crate::action::meter;
 use crate::error::{Error, MeterModFailedCode as M, Result};
 use crate::group::split_duration;
 use crate::mods::{meter_flags, MeterBand, MeterMod, MeterModCommand};
+use crate::wire::multipart::{MeterBandStats, MeterConfig, MeterFeatures, MeterStats};
 use std::collections::BTreeMap;
 
 /// `ofp_meter_band_type` bitmap bit for OFPMBT_DROP (type 1).
@@ -110,52 +111,13 @@ pub struct MeterModEffect {
     pub deleted: Vec<u32>,
 }
 
-/// Packets and bytes a band acted on (dropped or remarked).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BandStats {
-    pub packet_band_count: u64,
-    pub byte_band_count: u64,
-}
-
-/// Data of one `ofp_meter_stats` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeterStats {
-    pub meter_id: u32,
-    pub flow_count: u32,
-    pub packet_in_count: u64,
-    pub byte_in_count: u64,
-    pub duration_sec: u32,
-    pub duration_nsec: u32,
-    pub band_stats: Vec<BandStats>,
-}
-
-/// Data of one `ofp_meter_config` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeterConfig {
-    pub meter_id: u32,
-    pub flags: u16,
-    pub bands: Vec<MeterBand>,
-}
-
-/// Data of `ofp_meter_features`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MeterFeatures {
-    pub max_meter: u32,
-    /// Bitmap of `1 << ofp_meter_band_type`.
-    pub band_types: u32,
-    /// Bitmap of `ofp_meter_flags`.
-    pub capabilities: u32,
-    pub max_bands: u8,
-    /// Metering is colour-blind: 0.
-    pub max_color: u8,
-}
-
 #[derive(Debug, Clone)]
 struct BandState {
     band: MeterBand,
     tokens: u128,
     depth: u128,
-    stats: BandStats,
+    /// Packets and bytes the band acted on (dropped or remarked).
+    stats: MeterBandStats,
 }
 
 /// One meter: configuration, token buckets and counters.
@@ -188,7 +150,7 @@ impl MeterEntry {
         self.bands.iter().map(|b| &b.band)
     }
     /// Per band, what it acted on.
-    pub fn band_stats(&self) -> Vec<BandStats> {
+    pub fn band_stats(&self) -> Vec<MeterBandStats> {
         self.bands.iter().map(|b| b.stats).collect()
     }
 }
@@ -385,7 +347,7 @@ impl MeterTable {
                             band: b.clone(),
                             tokens: d,
                             depth: d,
-                            stats: BandStats::default(),
+                            stats: MeterBandStats::default(),
                         }
                     })
                     .collect();

@@ -232,7 +232,7 @@ pub struct PipelineResult {
     pub missed: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Table {
     cls: Classifier<FlowEntry>,
     lookup_count: u64,
@@ -240,7 +240,10 @@ struct Table {
 }
 
 /// The pipeline's flow tables.
-#[derive(Debug)]
+///
+/// A clone is an independent copy: entries, their counters and the table counters (what
+/// `trace` walks without touching the switch's counters).
+#[derive(Debug, Clone)]
 pub struct FlowTables {
     tables: Vec<Table>,
 }
@@ -882,6 +885,34 @@ mod tests {
         // Another priority is a different entry.
         t.apply_flow_mod(&add(ip_dst(1), 11, vec![]), 20).unwrap();
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn clone_is_an_independent_copy() {
+        let mut t = FlowTables::new(2);
+        // Equal priorities: the entry added first wins, in the clone too.
+        t.apply_flow_mod(&add(ip_net(), 10, vec![apply(vec![out(1)])]), 0)
+            .unwrap();
+        t.apply_flow_mod(&add(ip_dst(1), 10, vec![apply(vec![out(2)])]), 0)
+            .unwrap();
+        t.lookup(&key(1), 100, 5);
+        let mut c = t.clone();
+        assert_eq!(
+            c.flow_stats(&FlowFilter::default()),
+            t.flow_stats(&FlowFilter::default())
+        );
+        assert_eq!(c.table_stats(), t.table_stats());
+        assert_eq!(c.lookup(&key(1), 60, 6).actions, vec![out(1)]);
+        c.apply_flow_mod(&cmd(FlowModCommand::Delete, ip_dst(1)), 7)
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        // The original saw neither the clone's lookup nor its delete.
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.table_stats()[0].lookup_count, 1);
+        let s = t.flow_stats(&FlowFilter::default());
+        let net = s.iter().find(|(_, e)| e.r#match == ip_net()).unwrap().1;
+        assert_eq!((net.packet_count, net.byte_count), (1, 100));
+        assert_eq!(c.table_stats()[0].lookup_count, 2);
     }
 
     #[test]

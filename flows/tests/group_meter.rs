@@ -617,8 +617,8 @@ fn group_counters_stats_and_desc() {
     assert_eq!(stats[1].bucket_stats.len(), 2);
     assert_eq!(
         (
-            stats[1].bucket_stats[1].packets,
-            stats[1].bucket_stats[1].bytes
+            stats[1].bucket_stats[1].packet_count,
+            stats[1].bucket_stats[1].byte_count
         ),
         (3, 600)
     );
@@ -634,7 +634,7 @@ fn group_counters_stats_and_desc() {
     let s = &t.group_stats(2, 6 * SEC)[0];
     assert_eq!((s.ref_count, s.packet_count, s.duration_sec), (3, 3, 5));
     assert_eq!(s.bucket_stats.len(), 1);
-    assert_eq!(s.bucket_stats[0].packets, 0);
+    assert_eq!(s.bucket_stats[0].packet_count, 0);
 
     let desc = t.group_desc();
     assert_eq!(desc.len(), 2);

@@ -665,7 +665,7 @@ fn groups_all_indirect_select_ff() {
     );
     let st = of.groups.group_stats(1, 0);
     assert_eq!(st[0].packet_count, 1);
-    assert_eq!(st[0].bucket_stats[1].packets, 1);
+    assert_eq!(st[0].bucket_stats[1].packet_count, 1);
 
     let frame_to = |dport: u16, sport: u16| {
         let mut v = Vec::new();
@@ -791,16 +791,27 @@ fn standalone_without_controllers_uses_flows_then_normal_on_miss() {
     let out = run(&mut of, 1, tcp4(), 0);
     assert_eq!(ports_of(&out), vec![(4, 0)], "the flow wins over learning");
     let out = run(&mut of, 2, tcp4(), 1);
-    assert_eq!(ports_of(&out), vec![(1, 0), (3, 0), (4, 0)], "a miss floods (NORMAL)");
+    assert_eq!(
+        ports_of(&out),
+        vec![(1, 0), (3, 0), (4, 0)],
+        "a miss floods (NORMAL)"
+    );
     flow(&mut of, "priority=0,actions=drop");
-    assert!(run(&mut of, 2, tcp4(), 2).is_empty(), "a table-miss flow is obeyed");
+    assert!(
+        run(&mut of, 2, tcp4(), 2).is_empty(),
+        "a table-miss flow is obeyed"
+    );
 
     // Controllers configured but none connected: NORMAL overrides the flow table.
     let mut of = switch_with(FailMode::Standalone);
     of.config.controllers_configured = true;
     flow(&mut of, "priority=10,in_port=1,tcp,actions=output:4");
     let out = run(&mut of, 1, tcp4(), 0);
-    assert_eq!(ports_of(&out), vec![(2, 0), (3, 0), (4, 0)], "fail-open learning switch");
+    assert_eq!(
+        ports_of(&out),
+        vec![(2, 0), (3, 0), (4, 0)],
+        "fail-open learning switch"
+    );
 }
 
 /// A TCP frame with a pending checksum, as a veth hands it over with PACKET_VNET_HDR: the
@@ -1016,6 +1027,35 @@ fn trace_explains_without_touching_counters() {
     assert_eq!(of.ports[&1].counters.rx_packets, 0);
     assert_eq!(of.ports[&2].counters.tx_packets, 0);
     assert!(of.tables.table_stats().iter().all(|s| s.lookup_count == 0));
+}
+
+#[test]
+fn trace_breaks_priority_ties_like_the_datapath() {
+    // Two overlapping rules of one priority: the one added first wins, whatever the order
+    // of their matches; the trace walks the very same tables.
+    let a = "priority=5,in_port=1,actions=output:2";
+    let b = "priority=5,tcp,actions=output:3";
+    for (first, second, want) in [(a, b, "output:2"), (b, a, "output:3")] {
+        let mut of = switch();
+        flow(&mut of, first);
+        flow(&mut of, second);
+        let t = trace(&of, "in_port=1,tcp,nw_src=198.18.0.1,nw_dst=198.18.0.2", 0).unwrap();
+        assert!(
+            t.contains(&format!("Datapath actions: {want}\n")),
+            "{first} first:\n{t}"
+        );
+        let f = frame_from_key(
+            &text::parse_match("in_port=1,tcp,nw_src=198.18.0.1,nw_dst=198.18.0.2")
+                .unwrap()
+                .value,
+        );
+        let port: u32 = want["output:".len()..].parse().unwrap();
+        assert_eq!(
+            ports_of(&run(&mut of, 1, f, 0)),
+            vec![(port, 0)],
+            "{first} first"
+        );
+    }
 }
 
 /// Every action kind, with set_field for every settable field, regardless of prerequisites

@@ -16,8 +16,6 @@ use crate::port::Packet;
 use shg_flows::field::{Field, FlowKey, OFPVID_PRESENT};
 use shg_flows::key::{ethertype, ipproto, ETH_TYPE_NONE};
 use shg_flows::matches::Match;
-use shg_flows::mods::FlowMod;
-use shg_flows::table::{FlowFilter, FlowTables};
 use shg_flows::text;
 
 /// Traces a packet described in ovs-ofctl match syntax through the pipeline at `now`.
@@ -31,21 +29,7 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
 
     let mut lines = Vec::new();
     let mut outs: Vec<Output> = Vec::new();
-    let mut tables = FlowTables::new(of.tables.n_tables());
-    let mut not_copied = 0usize;
-    for (table_id, e) in of.tables.flow_stats(&FlowFilter::default()) {
-        let fm = FlowMod {
-            table_id,
-            priority: e.priority,
-            cookie: e.cookie,
-            r#match: e.r#match,
-            instructions: e.instructions.clone(),
-            ..FlowMod::default()
-        };
-        if tables.apply_flow_mod(&fm, now).is_err() {
-            not_copied += 1;
-        }
-    }
+    let mut tables = of.tables.clone();
     let mut groups = of.groups.clone();
     let mut meters = of.meters.clone();
     let mut ports = of.ports.clone();
@@ -67,11 +51,6 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
         "Flow: {}",
         text::format_match(&key_match(&first_key, &m))
     ));
-    if not_copied > 0 {
-        lines.push(format!(
-            "({not_copied} flows could not be copied for the trace and are missing)"
-        ));
-    }
     lines.push(String::new());
     let final_frame = {
         let mut env = Env {

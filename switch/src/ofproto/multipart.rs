@@ -16,9 +16,8 @@ use shg_flows::table::FlowFilter;
 use shg_flows::wire::buf::Writer;
 use shg_flows::wire::message::{multipart_flags, Message, HEADER_LEN};
 use shg_flows::wire::multipart::{
-    AggregateStats, BucketCounter, FlowStats, GroupDesc, GroupFeatures, MeterBandStats,
-    MeterConfig, MeterFeatures, MeterStats, MultipartReply, MultipartRequest, PortStats,
-    QueueStats, SwitchDesc, TableStats,
+    AggregateStats, FlowStats, MultipartReply, MultipartRequest, PortStats, QueueStats, SwitchDesc,
+    TableStats,
 };
 use shg_flows::wire::oxm::OxmHeader;
 use shg_flows::wire::table_features::{FeatureId, TableFeatureProp, TableFeatures};
@@ -364,99 +363,25 @@ impl Ofproto {
             ),
             Q::Group { group_id } => {
                 self.sync_refs();
-                let stats = self
-                    .groups
-                    .group_stats(group_id, now)
-                    .into_iter()
-                    .map(|g| shg_flows::wire::multipart::GroupStats {
-                        group_id: g.group_id,
-                        ref_count: g.ref_count,
-                        packet_count: g.packet_count,
-                        byte_count: g.byte_count,
-                        duration_sec: g.duration_sec,
-                        duration_nsec: g.duration_nsec,
-                        bucket_stats: g
-                            .bucket_stats
-                            .iter()
-                            .map(|b| BucketCounter {
-                                packet_count: b.packets,
-                                byte_count: b.bytes,
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                split(stats, MultipartReply::Group)
+                split(
+                    self.groups.group_stats(group_id, now),
+                    MultipartReply::Group,
+                )
             }
-            Q::GroupDesc => {
-                let descs = self
-                    .groups
-                    .group_desc()
-                    .into_iter()
-                    .map(|g| GroupDesc {
-                        group_type: g.group_type,
-                        group_id: g.group_id,
-                        buckets: g.buckets,
-                    })
-                    .collect();
-                split(descs, MultipartReply::GroupDesc)
-            }
-            Q::GroupFeatures => {
-                let f = self.groups.features();
-                vec![MultipartReply::GroupFeatures(GroupFeatures {
-                    types: f.types,
-                    capabilities: f.capabilities,
-                    max_groups: f.max_groups,
-                    actions: f.actions,
-                })]
-            }
+            Q::GroupDesc => split(self.groups.group_desc(), MultipartReply::GroupDesc),
+            Q::GroupFeatures => vec![MultipartReply::GroupFeatures(self.groups.features())],
             Q::Meter { meter_id } => {
                 self.sync_refs();
-                let stats = self
-                    .meters
-                    .meter_stats(meter_id, now)?
-                    .into_iter()
-                    .map(|m| MeterStats {
-                        meter_id: m.meter_id,
-                        flow_count: m.flow_count,
-                        packet_in_count: m.packet_in_count,
-                        byte_in_count: m.byte_in_count,
-                        duration_sec: m.duration_sec,
-                        duration_nsec: m.duration_nsec,
-                        band_stats: m
-                            .band_stats
-                            .iter()
-                            .map(|b| MeterBandStats {
-                                packet_band_count: b.packet_band_count,
-                                byte_band_count: b.byte_band_count,
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                split(stats, MultipartReply::Meter)
+                split(
+                    self.meters.meter_stats(meter_id, now)?,
+                    MultipartReply::Meter,
+                )
             }
-            Q::MeterConfig { meter_id } => {
-                let configs = self
-                    .meters
-                    .meter_config(meter_id)?
-                    .into_iter()
-                    .map(|m| MeterConfig {
-                        flags: m.flags,
-                        meter_id: m.meter_id,
-                        bands: m.bands,
-                    })
-                    .collect();
-                split(configs, MultipartReply::MeterConfig)
-            }
-            Q::MeterFeatures => {
-                let f = self.meters.features();
-                vec![MultipartReply::MeterFeatures(MeterFeatures {
-                    max_meter: f.max_meter,
-                    band_types: f.band_types,
-                    capabilities: f.capabilities,
-                    max_bands: f.max_bands,
-                    max_color: f.max_color,
-                })]
-            }
+            Q::MeterConfig { meter_id } => split(
+                self.meters.meter_config(meter_id)?,
+                MultipartReply::MeterConfig,
+            ),
+            Q::MeterFeatures => vec![MultipartReply::MeterFeatures(self.meters.features())],
             Q::TableFeatures(_) => split(
                 table_features(self.tables.n_tables()),
                 MultipartReply::TableFeatures,
