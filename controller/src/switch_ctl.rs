@@ -12,8 +12,15 @@ use std::time::Duration;
 pub const DEFAULT_CTL: &str = "/run/shg-switch.ctl";
 
 /// The commands the switch answers (checked here so a typo fails before connecting).
-pub const COMMANDS: &[&str] =
-    &["show", "dump-flows", "dump-ports", "dump-groups", "dump-meters", "trace", "help"];
+pub const COMMANDS: &[&str] = &[
+    "show",
+    "dump-flows",
+    "dump-ports",
+    "dump-groups",
+    "dump-meters",
+    "trace",
+    "help",
+];
 
 /// Sends one request line and returns (success, text).
 pub fn request(path: &Path, line: &str) -> io::Result<(bool, String)> {
@@ -55,11 +62,19 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
     }
     let Some(cmd) = rest.first() else {
-        let _ = writeln!(err, "shgctl switch: missing command (one of {})", COMMANDS.join(", "));
+        let _ = writeln!(
+            err,
+            "shgctl switch: missing command (one of {})",
+            COMMANDS.join(", ")
+        );
         return 2;
     };
     if !COMMANDS.contains(&cmd.as_str()) {
-        let _ = writeln!(err, "shgctl switch: unknown command '{cmd}' (one of {})", COMMANDS.join(", "));
+        let _ = writeln!(
+            err,
+            "shgctl switch: unknown command '{cmd}' (one of {})",
+            COMMANDS.join(", ")
+        );
         return 2;
     }
     match request(Path::new(&path), &rest.join(" ")) {
@@ -90,7 +105,11 @@ mod tests {
         assert_eq!(run(&["bogus".into()], &mut o, &mut e), 2);
         assert_eq!(run(&["--ctl".into()], &mut o, &mut e), 2);
         e.clear();
-        let code = run(&["--ctl".into(), "/nonexistent/shg.ctl".into(), "show".into()], &mut o, &mut e);
+        let code = run(
+            &["--ctl".into(), "/nonexistent/shg.ctl".into(), "show".into()],
+            &mut o,
+            &mut e,
+        );
         assert_eq!(code, 1);
         assert!(String::from_utf8_lossy(&e).contains("/nonexistent/shg.ctl"));
     }
@@ -116,7 +135,14 @@ mod tests {
         let p = sock.to_string_lossy().to_string();
         assert_eq!(run(&args(&["--ctl", &p, "dump-flows"]), &mut o, &mut e), 0);
         assert_eq!(String::from_utf8_lossy(&o), "flows here\n");
-        assert_eq!(run(&args(&[&format!("--ctl={p}"), "dump-flows", "table=9"]), &mut o, &mut e), 1);
+        assert_eq!(
+            run(
+                &args(&[&format!("--ctl={p}"), "dump-flows", "table=9"]),
+                &mut o,
+                &mut e
+            ),
+            1
+        );
         assert!(String::from_utf8_lossy(&e).contains("no such table"));
         server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);

@@ -287,7 +287,10 @@ impl<'a> Env<'a> {
                             step.table_id
                         )
                     });
-                    let miss_ctx = Ctx { table_id: step.table_id, ..ctx };
+                    let miss_ctx = Ctx {
+                        table_id: step.table_id,
+                        ..ctx
+                    };
                     self.normal(&fr, miss_ctx);
                 } else {
                     self.note_raw(|| {
