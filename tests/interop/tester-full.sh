@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 bash tests/setup.sh
 VENV=${SHG_VENV:-$HOME/.cache/shg/venv}
 OF13=$("$VENV/bin/python" -c 'import os, os_ken; print(os.path.dirname(os_ken.__file__))')/tests/switch/of13
-OUT=target/interop-tester
+OUT=$PWD/target/interop-tester
 mkdir -p "$OUT"
 CASES=${*:-action match group meter}
 TARGETS=${TARGETS:-shg ovs}
