@@ -619,6 +619,37 @@ fn input_port_no_recv_drops() {
 }
 
 #[test]
+fn select_group_spreads_arp_by_addresses() {
+    // The os-ken tester's weighted-select ARP case: flows differ only in arp_spa/arp_tpa.
+    let mut of = switch();
+    group(
+        &mut of,
+        "group_id=9,type=select,bucket=weight:1,output:2,bucket=weight:2,output:3",
+    );
+    flow(&mut of, "arp,actions=group:9");
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..300u32 {
+        let f = from_match(&format!(
+            "arp,arp_op=1,arp_spa=198.18.{}.{},arp_tpa=198.19.0.1",
+            i / 250,
+            i % 250 + 1
+        ));
+        let p = ports_of(&run(&mut of, 1, f, 0));
+        assert_eq!(p.len(), 1);
+        *seen.entry(p[0].0).or_insert(0u32) += 1;
+    }
+    let (two, three) = (
+        seen.get(&2).copied().unwrap_or(0),
+        seen.get(&3).copied().unwrap_or(0),
+    );
+    // Weighted 1:2 over 300 flows: expect about 100 and 200.
+    assert!(
+        (70..=130).contains(&two) && (170..=230).contains(&three),
+        "{seen:?}"
+    );
+}
+
+#[test]
 fn groups_all_indirect_select_ff() {
     let mut of = switch();
     group(

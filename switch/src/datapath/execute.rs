@@ -710,7 +710,7 @@ impl<'a> Env<'a> {
 /// A hash of the frame's L2/L3/L4 identity (addresses, types, ports): every packet of one
 /// connection gets the same value, so a select group keeps a flow on one bucket.
 pub fn flow_hash(key: &FlowKey) -> u64 {
-    const FIELDS: [Field; 14] = [
+    const FIELDS: [Field; 19] = [
         Field::EthSrc,
         Field::EthDst,
         Field::EthType,
@@ -725,9 +725,14 @@ pub fn flow_hash(key: &FlowKey) -> u64 {
         Field::UdpSrc,
         Field::UdpDst,
         Field::SctpSrc,
+        Field::SctpDst,
+        Field::ArpSpa,
+        Field::ArpTpa,
+        Field::ArpSha,
+        Field::ArpTha,
     ];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for f in FIELDS.iter().copied().chain([Field::SctpDst]) {
+    for f in FIELDS {
         for &b in key.get(f) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
