@@ -12,4 +12,4 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace --all-targets 2>&1 | tee target/test.log
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/test.log

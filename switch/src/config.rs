@@ -46,7 +46,7 @@ Options:
   --tls-key FILE            private key (PEM) for tls: and pssl:
   --tls-cert FILE           certificate (PEM) presented for tls: and pssl:
   --tls-ca FILE             CA certificate(s) (PEM) that peers' certificates must chain to
-  --n-tables N              number of flow tables, 1 to 255 (default 64)
+  --n-tables N              number of flow tables, 1 to 254 (default 64)
   --log LEVEL               log filter (error, warn, info, debug, trace or a RUST_LOG directive)
   --check-config            validate the configuration, print it, and exit
   -h, --help                print this help
@@ -651,11 +651,12 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
     let n_tables = match &raw.n_tables {
         None => 64,
         Some(it) => match it.value.parse::<u8>() {
-            Ok(n) if n >= 1 => n,
+            // Table 255 would be OFPTT_ALL on the wire.
+            Ok(n) if (1..=254).contains(&n) => n,
             _ => {
                 err(
                     &it.place,
-                    format!("\"{}\" is not a table count (1 to 255)", it.value),
+                    format!("\"{}\" is not a table count (1 to 254)", it.value),
                 );
                 64
             }
