@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 bash tests/setup.sh
 export SHG_FUZZ_SECS=${SHG_FUZZ_SECS:-15}
+# Where setup.sh put the os-ken venv; the interop and oracle tests read it.
+export SHG_VENV=${SHG_VENV:-${HOME:-/root}/.cache/shg/venv}
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

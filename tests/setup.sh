@@ -40,7 +40,7 @@ if ((${#need[@]})); then
 fi
 
 # os-ken in its own venv (pinned). Skipped when the venv already imports the pinned version.
-SHG_VENV=${SHG_VENV:-$HOME/.cache/shg/venv}
+SHG_VENV=${SHG_VENV:-${HOME:-/root}/.cache/shg/venv}
 OSKEN_VERSION=4.2.2
 if ! "$SHG_VENV/bin/python" -c "import os_ken, sys; sys.exit(os_ken.__version__ != '$OSKEN_VERSION')" >/dev/null 2>&1; then
   echo "setup: creating $SHG_VENV with os-ken==$OSKEN_VERSION"
