@@ -1,4 +1,21 @@
-//! shg-scenario: declarative network scenarios in namespaces, with assertions and reports.
+//! shg-scenario: network scenarios and benchmarks in namespaces, with reports.
 //!
-//! Drives the shg binaries and APIs as a user would; never depends on switch or controller
-//! internals. The runner arrives with the scenarios issue.
+//! Drives the shg binaries, Open vSwitch, the Linux bridge and the traffic tools (iperf3, ping,
+//! ovs-ofctl) as a user would; never depends on switch or controller internals. Today it holds
+//! the benchmarks of the datapath-speed issue ([`bench::datapath`], [`bench::flows`]); the
+//! declarative scenario runner arrives with the scenarios issue.
+//!
+//! Pure parts (tested without root): [`parse`] (iperf3 JSON, ping), [`stats`] (medians,
+//! ratios), [`flowgen`] (flow files), [`procfs`] parsers, and the report rendering. Everything
+//! that touches the kernel goes through the guards of [`netns`] (shared with the interop tests):
+//! processes stopped by PID, namespaces deleted on Drop, and [`interrupt`] turns Ctrl-C into an
+//! ordinary error so that those Drops run.
+
+pub mod bench;
+pub mod flowgen;
+pub mod interrupt;
+#[path = "../../tests/common/netns.rs"]
+pub mod netns;
+pub mod parse;
+pub mod procfs;
+pub mod stats;
