@@ -346,7 +346,7 @@ impl FlowTables {
             let clash = table
                 .cls
                 .iter()
-                .any(|e| e.priority == fm.priority && e.r#match.overlaps(&m));
+                .any(|e| e.priority == fm.priority && e.value.r#match.overlaps(&m));
             if clash {
                 return Err(Error::flow_mod(
                     FlowModFailedCode::Overlap,
@@ -399,8 +399,8 @@ impl FlowTables {
         };
         let mut count = 0;
         for t in self.table_ids(fm.table_id) {
-            for (_, m, prio, e) in self.tables[t].cls.iter_mut() {
-                if sel.selects(m, prio, e) {
+            for (_, _, prio, e) in self.tables[t].cls.iter_mut() {
+                if sel.selects(&e.r#match, prio, e) {
                     e.instructions = fm.instructions.clone();
                     if fm.flags & flow_flags::RESET_COUNTS != 0 {
                         e.packet_count = 0;
@@ -438,7 +438,7 @@ impl FlowTables {
             let ids: Vec<RuleId> = table
                 .cls
                 .iter()
-                .filter(|e| pred(table_id, e.r#match, e.priority, e.value))
+                .filter(|e| pred(table_id, &e.value.r#match, e.priority, e.value))
                 .map(|e| e.id)
                 .collect();
             for id in ids {
@@ -512,7 +512,7 @@ impl FlowTables {
             let table_id = u8::try_from(t).unwrap_or(u8::MAX);
             for e in self.tables[t].cls.iter() {
                 let v = e.value;
-                if e.r#match.is_subset_of(&m)
+                if v.r#match.is_subset_of(&m)
                     && v.cookie_matches(f.cookie, f.cookie_mask)
                     && (f.out_port == port::ANY || v.outputs_to(f.out_port))
                     && (f.out_group == group::ANY || v.uses_group(f.out_group))

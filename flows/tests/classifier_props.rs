@@ -247,7 +247,7 @@ proptest! {
         for (id, m, p) in &live {
             let first = live.iter().find(|(_, m2, p2)| m2 == m && p2 == p).map(|r| r.0);
             prop_assert_eq!(c.find_exact(m, *p), first);
-            prop_assert_eq!(c.rule_match(*id), Some((m, *p)));
+            prop_assert_eq!(c.rule_match(*id), Some((*m, *p)));
         }
         prop_assert_eq!(c.iter().count(), live.len());
 

@@ -16,8 +16,8 @@ use shg_flows::table::FlowFilter;
 use shg_flows::wire::buf::Writer;
 use shg_flows::wire::message::{multipart_flags, Message, HEADER_LEN};
 use shg_flows::wire::multipart::{
-    AggregateStats, FlowStats, MultipartReply, MultipartRequest, PortStats, QueueStats, SwitchDesc,
-    TableStats,
+    AggregateStats, FlowStats, MultipartReply, MultipartRequest, MultipartType, PortStats,
+    QueueStats, SwitchDesc, TableStats,
 };
 use shg_flows::wire::oxm::OxmHeader;
 use shg_flows::wire::table_features::{FeatureId, TableFeatureProp, TableFeatures};
@@ -64,6 +64,62 @@ fn split_at<T: Clone>(
     }
     out.push(wrap(cur));
     out
+}
+
+/// Builds an OFPMP_FLOW reply already encoded, part by part: each entry is encoded as it
+/// comes, into the current body (at most `limit` bytes; a new body starts where the next
+/// entry would not fit, as [`split_at`] cuts). A finished body is kept as raw bytes
+/// (`MultipartReply::Unknown` with the FLOW type, which encodes to exactly the bytes of
+/// `MultipartReply::Flow` with the same entries), so a dump of many flows never holds more
+/// than one decoded entry.
+struct FlowReplyParts {
+    limit: usize,
+    bodies: Vec<MultipartReply>,
+    cur: Writer,
+    /// Reused one-entry list for encoding.
+    one: Vec<FlowStats>,
+    entry: Writer,
+}
+
+impl FlowReplyParts {
+    fn new(limit: usize) -> FlowReplyParts {
+        FlowReplyParts {
+            limit,
+            bodies: Vec::new(),
+            cur: Writer::new(),
+            one: Vec::with_capacity(1),
+            entry: Writer::new(),
+        }
+    }
+
+    fn push(&mut self, fs: FlowStats) {
+        self.one.clear();
+        self.one.push(fs);
+        let body = MultipartReply::Flow(std::mem::take(&mut self.one));
+        self.entry.buf.clear();
+        body.encode(&mut self.entry);
+        if let MultipartReply::Flow(v) = body {
+            self.one = v;
+        }
+        if !self.cur.is_empty() && self.cur.len() + self.entry.len() > self.limit {
+            self.flush();
+        }
+        self.cur.bytes(&self.entry.buf);
+    }
+
+    fn flush(&mut self) {
+        let body = std::mem::take(&mut self.cur.buf);
+        self.bodies.push(MultipartReply::Unknown {
+            typ: MultipartType::Flow.into(),
+            body,
+        });
+    }
+
+    /// The bodies (always at least one, possibly empty).
+    fn finish(mut self) -> Vec<MultipartReply> {
+        self.flush();
+        self.bodies
+    }
 }
 
 /// The messages of one reply: REPLY_MORE on all but the last.
@@ -293,29 +349,25 @@ impl Ofproto {
                     cookie_mask: req.cookie_mask,
                     r#match: req.r#match,
                 };
-                let stats: Vec<FlowStats> = self
-                    .tables
-                    .flow_stats(&filter)
-                    .into_iter()
-                    .map(|(table_id, e)| {
-                        let (duration_sec, duration_nsec) = split_ns(e.duration(now));
-                        FlowStats {
-                            table_id,
-                            duration_sec,
-                            duration_nsec,
-                            priority: e.priority,
-                            idle_timeout: e.idle_timeout,
-                            hard_timeout: e.hard_timeout,
-                            flags: e.flags,
-                            cookie: e.cookie,
-                            packet_count: e.packet_count,
-                            byte_count: e.byte_count,
-                            r#match: e.r#match,
-                            instructions: e.instructions.clone(),
-                        }
-                    })
-                    .collect();
-                split(stats, MultipartReply::Flow)
+                let mut parts = FlowReplyParts::new(MAX_REPLY_BODY);
+                for (table_id, e) in self.tables.flow_stats(&filter) {
+                    let (duration_sec, duration_nsec) = split_ns(e.duration(now));
+                    parts.push(FlowStats {
+                        table_id,
+                        duration_sec,
+                        duration_nsec,
+                        priority: e.priority,
+                        idle_timeout: e.idle_timeout,
+                        hard_timeout: e.hard_timeout,
+                        flags: e.flags,
+                        cookie: e.cookie,
+                        packet_count: e.packet_count,
+                        byte_count: e.byte_count,
+                        r#match: e.r#match,
+                        instructions: e.instructions.clone(),
+                    });
+                }
+                parts.finish()
             }
             Q::Aggregate(req) => {
                 let filter = FlowFilter {
@@ -479,6 +531,68 @@ mod tests {
             })
             .collect();
         assert_eq!(flags, vec![1, 1, 1, 0]);
+    }
+
+    fn flow_stats(i: u16) -> FlowStats {
+        use shg_flows::action::{Action, Instruction};
+        use shg_flows::matches::Match;
+        let mut m = Match::any();
+        m.set_u64(Field::InPort, u64::from(i % 7));
+        if i % 3 == 0 {
+            m.set_u64(Field::EthType, 0x0800);
+            let [hi, lo] = i.to_be_bytes();
+            m.set(Field::Ipv4Dst, &[198, 18, hi, lo]);
+        }
+        // Entries of different sizes, so cuts fall at varied places.
+        let actions = (0..i % 5)
+            .map(|p| Action::Output {
+                port: u32::from(p),
+                max_len: 0,
+            })
+            .collect();
+        FlowStats {
+            table_id: u8::try_from(i % 3).unwrap_or(0),
+            duration_sec: u32::from(i),
+            duration_nsec: 7,
+            priority: i,
+            idle_timeout: 1,
+            hard_timeout: 2,
+            flags: 0,
+            cookie: u64::from(i) << 32,
+            packet_count: 3,
+            byte_count: 4,
+            r#match: m,
+            instructions: vec![Instruction::ApplyActions(actions)],
+        }
+    }
+
+    /// The part-by-part encoded FLOW reply is byte for byte the reply built from every entry
+    /// first and split afterwards, for the real limit and for small limits that cut often.
+    #[test]
+    fn streamed_flow_reply_bytes_equal_split_reply() {
+        use shg_flows::wire::message::encode;
+        for (n, limit) in [
+            (0u16, MAX_REPLY_BODY),
+            (1, MAX_REPLY_BODY),
+            (3000, MAX_REPLY_BODY),
+            (50, 300),
+            (50, 1),
+        ] {
+            let items: Vec<FlowStats> = (0..n).map(flow_stats).collect();
+            let want = messages(split_at(items.clone(), limit, MultipartReply::Flow));
+            let mut parts = FlowReplyParts::new(limit);
+            for fs in items {
+                parts.push(fs);
+            }
+            let got = messages(parts.finish());
+            assert_eq!(got.len(), want.len(), "n={n} limit={limit}");
+            if n == 3000 {
+                assert!(got.len() > 1, "3000 entries need several parts");
+            }
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(encode(9, g), encode(9, w), "n={n} limit={limit}");
+            }
+        }
     }
 
     #[test]
