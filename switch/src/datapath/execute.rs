@@ -34,6 +34,7 @@ use shg_flows::mods::GroupType;
 use shg_flows::table::{FlowTables, PipelineResult};
 use shg_flows::text;
 use shg_flows::wire::port::config as portcfg;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 /// PACKET_IN reason (`ofp_packet_in_reason`): the table-miss flow sent it.
@@ -55,6 +56,11 @@ const MAX_DEPTH: u32 = 16;
 /// Processes one frame received on `in_port` at `now`: counts it, runs the pipeline (or L2
 /// learning in fail-mode standalone while no controller is connected) and appends what
 /// leaves the switch to `out`.
+///
+/// Cost per frame: the key is extracted once (and reused by the lookup, NORMAL and select
+/// groups while the bytes are unchanged); the frame's buffer itself goes to the last port
+/// output made from it, so a frame output once is never copied (other outputs are copies in
+/// pooled buffers); a frame that goes nowhere gives its buffer back to the pool.
 pub fn process_packet(
     of: &mut Ofproto,
     in_port: u32,
@@ -63,7 +69,18 @@ pub fn process_packet(
     out: &mut Vec<Output>,
 ) {
     let mut env = Env::of(of, now, out);
-    env.receive(in_port, pkt);
+    let fr = Frame::new(pkt);
+    fr.deferral.set(Deferral::Armed);
+    let Some(fr) = env.receive_frame(in_port, fr) else {
+        return;
+    };
+    match fr.deferral.get() {
+        Deferral::Pending(i) => match env.out.get_mut(i) {
+            Some(Output::Port { pkt, .. }) => *pkt = fr.pkt,
+            _ => fr.pkt.recycle(),
+        },
+        Deferral::Off | Deferral::Armed => fr.pkt.recycle(),
+    }
 }
 
 /// Runs a PACKET_OUT's `actions` on `pkt` as if it had arrived on `in_port` (a port number,
@@ -120,8 +137,25 @@ enum Flow {
     Stop,
 }
 
+/// Whether a port output may take the frame's own buffer instead of a copy.
+///
+/// Only the frame `process_packet` received is ever armed (never a copy made for a group
+/// bucket or output:TABLE). An output of an armed frame pushes an empty placeholder and
+/// remembers its index (`Pending`); before the frame's bytes change, or at its next output,
+/// the placeholder is filled with a copy; when processing ends, the last placeholder takes
+/// the buffer itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deferral {
+    /// Every output is a copy.
+    Off,
+    /// No output is waiting for the frame's bytes.
+    Armed,
+    /// `out[i]` is a placeholder waiting for the frame's bytes as they are now.
+    Pending(usize),
+}
+
 /// A packet being executed: bytes, offload metadata, parsed layers and pipeline fields.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Frame {
     pub(crate) pkt: Packet,
     pub(crate) lay: Layers,
@@ -129,6 +163,25 @@ pub(crate) struct Frame {
     pub(crate) tunnel_id: u64,
     /// The queue the last set_queue chose (0 by default).
     pub(crate) queue: u32,
+    /// The key extracted (with in_port 0) from the bytes as received, while they are
+    /// unchanged; None once an action may have rewritten them.
+    parsed: Option<FlowKey>,
+    pub(crate) deferral: Cell<Deferral>,
+}
+
+impl Clone for Frame {
+    /// A copy is never armed (see [`Deferral`]).
+    fn clone(&self) -> Frame {
+        Frame {
+            pkt: self.pkt.clone(),
+            lay: self.lay,
+            metadata: self.metadata,
+            tunnel_id: self.tunnel_id,
+            queue: self.queue,
+            parsed: self.parsed,
+            deferral: Cell::new(Deferral::Off),
+        }
+    }
 }
 
 impl Frame {
@@ -141,6 +194,8 @@ impl Frame {
             metadata: 0,
             tunnel_id: 0,
             queue: 0,
+            parsed: Some(k),
+            deferral: Cell::new(Deferral::Off),
         }
     }
 
@@ -151,8 +206,19 @@ impl Frame {
 
     /// The frame's current flow key as the pipeline would see it on `in_port`.
     pub(crate) fn key(&self, in_port: u32) -> FlowKey {
-        let mut k = FlowKey::default();
-        extract(&self.pkt.data, in_port, &mut k);
+        let mut k = match &self.parsed {
+            Some(k) => {
+                let mut k = *k;
+                k.set(Field::InPort, &in_port.to_be_bytes());
+                k.set(Field::InPhyPort, &in_port.to_be_bytes());
+                k
+            }
+            None => {
+                let mut k = FlowKey::default();
+                extract(&self.pkt.data, in_port, &mut k);
+                k
+            }
+        };
         k.set_u64(Field::Metadata, self.metadata);
         k.set_u64(Field::TunnelId, self.tunnel_id);
         k
@@ -214,11 +280,6 @@ impl<'a> Env<'a> {
         if let Some(t) = self.trace.as_deref_mut() {
             t.push(line());
         }
-    }
-
-    /// A frame arrived on `in_port`.
-    fn receive(&mut self, in_port: u32, pkt: Packet) {
-        self.receive_frame(in_port, Frame::new(pkt));
     }
 
     /// A parsed frame arrived on `in_port`: counts it, then runs the pipeline (or standalone
@@ -397,6 +458,7 @@ impl<'a> Env<'a> {
                 false
             }
             MeterVerdict::DscpRemark { prec_level } => {
+                self.before_write(fr);
                 let r = remark_dscp(fr, prec_level);
                 self.note(depth, || match r {
                     Some((a, b)) => format!("meter:{id}: over rate, dscp {a} remarked to {b}"),
@@ -404,6 +466,18 @@ impl<'a> Env<'a> {
                 });
                 true
             }
+        }
+    }
+
+    /// Called before anything may change the frame's bytes: an output still waiting for them
+    /// gets its copy now, and the cached key is dropped.
+    fn before_write(&mut self, fr: &mut Frame) {
+        fr.parsed = None;
+        if let Deferral::Pending(i) = fr.deferral.get() {
+            if let Some(Output::Port { pkt, .. }) = self.out.get_mut(i) {
+                *pkt = fr.pkt.clone_pooled();
+            }
+            fr.deferral.set(Deferral::Armed);
         }
     }
 
@@ -430,6 +504,7 @@ impl<'a> Env<'a> {
             }
             Action::SetQueue(q) => fr.queue = *q,
             Action::DecNwTtl | Action::DecMplsTtl => {
+                self.before_write(fr);
                 let r = if matches!(a, Action::DecNwTtl) {
                     dec_nw_ttl(fr)
                 } else {
@@ -455,6 +530,7 @@ impl<'a> Env<'a> {
             }
             _ => {}
         }
+        self.before_write(fr);
         let r = apply_rewrite(fr, a);
         if self.tracing() {
             let s = text::format_action(a);
@@ -608,10 +684,27 @@ impl<'a> Env<'a> {
         });
         q.tx_packets = q.tx_packets.saturating_add(1);
         q.tx_bytes = q.tx_bytes.saturating_add(len);
+        let pkt = match fr.deferral.get() {
+            Deferral::Off => fr.pkt.clone_pooled(),
+            Deferral::Armed | Deferral::Pending(_) => {
+                // The earlier output waiting for these same bytes gets a copy; this one now
+                // waits (the last output takes the buffer itself).
+                if let Deferral::Pending(i) = fr.deferral.get() {
+                    if let Some(Output::Port { pkt, .. }) = self.out.get_mut(i) {
+                        *pkt = fr.pkt.clone_pooled();
+                    }
+                }
+                fr.deferral.set(Deferral::Pending(self.out.len()));
+                Packet {
+                    data: Vec::new(),
+                    vnet: fr.pkt.vnet,
+                }
+            }
+        };
         self.out.push(Output::Port {
             port: p,
             queue: fr.queue,
-            pkt: fr.pkt.clone(),
+            pkt,
         });
     }
 
@@ -1590,6 +1683,168 @@ fn nd_option(fr: &Frame, typ: u8) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ofproto::OfprotoConfig;
+    use crate::port::{pool, PortInfo};
+    use shg_flows::mods::FlowModCommand;
+
+    fn switch(flows: &[&str]) -> Ofproto {
+        let mut of = Ofproto::new(OfprotoConfig::default());
+        for n in 1..=4u8 {
+            let info = PortInfo {
+                name: format!("p{n}"),
+                hw_addr: [2, 0, 0, 0, 1, n],
+                curr_speed_kbps: 0,
+                max_speed_kbps: 0,
+                ifindex: None,
+            };
+            of.add_port(u32::from(n), info, true, 0);
+        }
+        for f in flows {
+            let fm = text::parse_flow(f, FlowModCommand::Add).expect(f);
+            of.tables.apply_flow_mod(&fm, 0).expect(f);
+        }
+        of
+    }
+
+    /// An Ethernet + IPv4/UDP frame from `src` to `dst` (checksums are not checked here).
+    fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+        f.extend_from_slice(&[0x10, 0x00, 0x10, 0x01, 0, 8, 0, 0]);
+        f
+    }
+
+    fn port_frames(out: &[Output]) -> Vec<(u32, &Packet)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Port { port, pkt, .. } => Some((*port, pkt)),
+                Output::Controller(_) => None,
+            })
+            .collect()
+    }
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+
+    #[test]
+    fn each_output_sees_the_bytes_of_its_moment_and_the_last_takes_the_buffer() {
+        let mut of = switch(&[
+            "in_port=1,ip,actions=output:2,set_field:02:00:00:00:00:0c->eth_src,output:3,output:4,\
+             set_field:02:00:00:00:00:0a->eth_dst,dec_ttl,output:2",
+        ]);
+        let orig = frame(B, A);
+        let mut data = pool::take();
+        data.extend_from_slice(&orig);
+        let ptr = data.as_ptr();
+        let mut out = Vec::new();
+        process_packet(&mut of, 1, Packet::plain(data), 0, &mut out);
+        let got = port_frames(&out);
+        assert_eq!(
+            got.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            vec![2, 3, 4, 2]
+        );
+        assert_eq!(
+            got[0].1.data, orig,
+            "output before the rewrite is unchanged"
+        );
+        let mut src_c = orig.clone();
+        src_c[6..12].copy_from_slice(&C);
+        assert_eq!(got[1].1.data, src_c);
+        assert_eq!(got[2].1.data, src_c);
+        assert_eq!(&got[3].1.data[..12], &[A, C].concat()[..]);
+        assert_eq!(
+            got[3].1.data[22], 63,
+            "ttl decremented in the last copy only"
+        );
+        assert_eq!(got[2].1.data[22], 64);
+        assert_eq!(
+            got[3].1.data.as_ptr(),
+            ptr,
+            "the last output owns the received buffer"
+        );
+        for (_, p) in &got[..3] {
+            assert_ne!(p.data.as_ptr(), ptr);
+        }
+    }
+
+    #[test]
+    fn single_output_moves_the_buffer_and_drop_recycles_it() {
+        let mut of = switch(&["in_port=1,actions=output:2", "in_port=3,actions=drop"]);
+        let mut data = pool::take();
+        data.extend_from_slice(&frame(B, A));
+        let ptr = data.as_ptr();
+        let mut out = Vec::new();
+        process_packet(&mut of, 1, Packet::plain(data), 0, &mut out);
+        let got = port_frames(&out);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.data.as_ptr(), ptr);
+        assert_eq!(got[0].1.data, frame(B, A));
+        // A dropped frame's buffer goes back to the pool.
+        let mut data = pool::take();
+        data.extend_from_slice(&frame(B, A));
+        let before = pool::free_count();
+        let mut out = Vec::new();
+        process_packet(&mut of, 3, Packet::plain(data), 0, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(pool::free_count(), before + 1);
+    }
+
+    #[test]
+    fn flood_outputs_identical_frames() {
+        let mut of = switch(&["actions=FLOOD"]);
+        let orig = frame(B, A);
+        let mut out = Vec::new();
+        process_packet(&mut of, 2, Packet::plain(orig.clone()), 0, &mut out);
+        let got = port_frames(&out);
+        assert_eq!(
+            got.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            vec![1, 3, 4]
+        );
+        for (_, p) in got {
+            assert_eq!(p.data, orig);
+        }
+    }
+
+    #[test]
+    fn normal_after_a_rewrite_learns_the_rewritten_source() {
+        // The key cached at receive must not be used once the bytes changed.
+        let mut of = switch(&[
+            "priority=10,in_port=1,actions=set_field:02:00:00:00:00:0c->eth_src,NORMAL",
+            "priority=0,actions=NORMAL",
+        ]);
+        let mut out = Vec::new();
+        process_packet(&mut of, 1, Packet::plain(frame(B, A)), 0, &mut out);
+        assert_eq!(port_frames(&out).len(), 3, "unknown destination: flood");
+        out.clear();
+        process_packet(&mut of, 2, Packet::plain(frame(C, B)), 1, &mut out);
+        let got = port_frames(&out);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, 1, "C was learned on port 1");
+        out.clear();
+        process_packet(&mut of, 2, Packet::plain(frame(A, B)), 2, &mut out);
+        assert_eq!(
+            port_frames(&out).len(),
+            3,
+            "A was never learned (it was rewritten)"
+        );
+    }
+
+    #[test]
+    fn cached_key_equals_a_fresh_extraction() {
+        let fr = Frame::new(Packet::plain(frame(B, A)));
+        let mut fresh = FlowKey::default();
+        extract(&fr.pkt.data, 7, &mut fresh);
+        assert_eq!(fr.key(7), fresh);
+        let mut copy = fr.clone();
+        assert_eq!(copy.deferral.get(), Deferral::Off);
+        copy.parsed = None;
+        assert_eq!(copy.key(7), fresh);
+    }
 
     #[test]
     fn crc32c_vectors() {

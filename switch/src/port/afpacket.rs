@@ -14,10 +14,14 @@
 //! is opened with protocol 0 and only then bound to the interface with ETH_P_ALL, so no frame
 //! from another interface is ever queued on it.
 //!
-//! Memory: receive buffers are preallocated once per port ([`RX_BATCH`] slots of
-//! [`RX_SLOT_LEN`] bytes, about 2 MB) and reused for every recvmmsg; the only allocation per
-//! received frame is the `Vec` of the [`Packet`] handed to the datapath. Frames larger than a
-//! slot (BIG TCP beyond 64 KB) are truncated by the kernel and dropped (counted as
+//! Memory: no copy and no allocation per frame. Each of the [`RX_BATCH`] receive slots holds a
+//! buffer from the thread's [`pool`](super::pool); recvmmsg scatters each message into the
+//! slot's 10-byte virtio-net header array and straight into that buffer, which then becomes
+//! the [`Packet`]'s `data` (the slot is refilled from the pool on the next call; the datapath
+//! gives buffers back to the pool after sending). A VLAN tag from PACKET_AUXDATA is put back in
+//! place (the buffer has room for the 4 bytes: no reallocation; the frame after the MAC
+//! addresses moves by 4 bytes, which only tagged frames pay). Frames larger than
+//! [`MAX_FRAME_LEN`] (BIG TCP beyond 64 KB) are truncated by the kernel and dropped (counted as
 //! `rx_truncated`). The send path allocates nothing: headers and iovecs live on the stack.
 //!
 //! Errors: EAGAIN/ENOBUFS on send drop the rest of the batch (counted, never retried in a
@@ -31,7 +35,7 @@
 
 #![allow(unsafe_code)]
 
-use super::{Packet, PortBackend, PortInfo, VnetHdr};
+use super::{pool, Packet, PortBackend, PortInfo, VnetHdr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -41,8 +45,10 @@ pub const RX_BATCH: usize = 32;
 pub const TX_BATCH: usize = 64;
 /// Largest frame accepted on receive (a 64 KB GSO frame + Ethernet/VLAN headers, with slack).
 pub const MAX_FRAME_LEN: usize = 65_536 + 256;
-/// Bytes of one receive slot: the virtio-net header followed by the frame.
+/// Bytes of one received message: the virtio-net header followed by the frame.
 pub const RX_SLOT_LEN: usize = VnetHdr::LEN + MAX_FRAME_LEN;
+// A pooled buffer takes the largest frame plus a re-inserted VLAN tag without reallocating.
+const _: () = assert!(pool::BUF_CAPACITY >= MAX_FRAME_LEN + 4);
 /// Requested socket buffer sizes.
 const SOCK_BUF_BYTES: libc::c_int = 8 << 20;
 
@@ -141,7 +147,10 @@ pub struct AfPacketPort {
     hw_addr: [u8; 6],
     mtu: u32,
     speed_kbps: u32,
-    rx_buf: Vec<u8>,
+    /// Receive slot buffers (pooled; an empty `Vec` after its frame was handed out).
+    rx_bufs: Vec<Vec<u8>>,
+    /// Receive slot virtio-net headers.
+    rx_hdrs: Vec<[u8; VnetHdr::LEN]>,
     rx_ctl: Vec<u64>,
     stats: AfPacketStats,
 }
@@ -327,33 +336,26 @@ pub(crate) fn vnet_to_bytes(h: &VnetHdr) -> [u8; VnetHdr::LEN] {
     b
 }
 
-/// Builds the received frame, re-inserting an 802.1Q/802.1ad tag the kernel moved into
-/// metadata, and shifting the vnet header's offsets (relative to the untagged frame) to match.
-fn frame_with_tag(frame: &[u8], mut vnet: VnetHdr, tag: Option<(u16, u16)>) -> Packet {
-    let Some((tpid, tci)) = tag else {
-        return Packet {
-            data: frame.to_vec(),
-            vnet,
-        };
-    };
-    if frame.len() < 12 {
-        return Packet {
-            data: frame.to_vec(),
-            vnet,
-        };
+/// Re-inserts an 802.1Q/802.1ad tag the kernel moved into metadata into the received
+/// frame `data` (in place: no reallocation when the capacity has 4 spare bytes, as pooled
+/// buffers do), and shifts the vnet header's offsets (relative to the untagged frame) to
+/// match. A runt shorter than the two MAC addresses is left alone.
+fn insert_tag(data: &mut Vec<u8>, vnet: &mut VnetHdr, tag: Option<(u16, u16)>) {
+    let Some((tpid, tci)) = tag else { return };
+    let len = data.len();
+    if len < 12 {
+        return;
     }
-    let mut data = Vec::with_capacity(frame.len() + 4);
-    data.extend_from_slice(&frame[..12]);
-    data.extend_from_slice(&tpid.to_be_bytes());
-    data.extend_from_slice(&tci.to_be_bytes());
-    data.extend_from_slice(&frame[12..]);
+    data.resize(len + 4, 0);
+    data.copy_within(12..len, 16);
+    data[12..14].copy_from_slice(&tpid.to_be_bytes());
+    data[14..16].copy_from_slice(&tci.to_be_bytes());
     if vnet.flags & VnetHdr::F_NEEDS_CSUM != 0 {
         vnet.csum_start = vnet.csum_start.saturating_add(4);
     }
     if vnet.hdr_len != 0 {
         vnet.hdr_len = vnet.hdr_len.saturating_add(4);
     }
-    Packet { data, vnet }
 }
 
 /// The VLAN tag carried in a received message's PACKET_AUXDATA control message, if any.
@@ -476,7 +478,8 @@ impl AfPacketPort {
             hw_addr,
             mtu,
             speed_kbps,
-            rx_buf: vec![0; RX_BATCH * RX_SLOT_LEN],
+            rx_bufs: (0..RX_BATCH).map(|_| Vec::new()).collect(),
+            rx_hdrs: vec![[0; VnetHdr::LEN]; RX_BATCH],
             rx_ctl: vec![0; RX_BATCH * CTL_WORDS],
             stats: AfPacketStats::default(),
         })
@@ -528,25 +531,30 @@ impl PortBackend for AfPacketPort {
             return Ok(0);
         }
         // SAFETY: iovec and mmsghdr are plain data; all-zero is valid (null pointers, 0 lens).
-        let mut iovs: [libc::iovec; RX_BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovs: [[libc::iovec; 2]; RX_BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; RX_BATCH] = unsafe { std::mem::zeroed() };
-        let buf = self.rx_buf.as_mut_ptr();
         let ctl = self.rx_ctl.as_mut_ptr();
         for i in 0..want {
-            iovs[i].iov_base = buf.wrapping_add(i * RX_SLOT_LEN).cast::<libc::c_void>();
-            iovs[i].iov_len = RX_SLOT_LEN;
+            if self.rx_bufs[i].capacity() < pool::BUF_CAPACITY {
+                self.rx_bufs[i] = pool::take();
+            }
+            iovs[i][0].iov_base = self.rx_hdrs[i].as_mut_ptr().cast::<libc::c_void>();
+            iovs[i][0].iov_len = VnetHdr::LEN;
+            iovs[i][1].iov_base = self.rx_bufs[i].as_mut_ptr().cast::<libc::c_void>();
+            iovs[i][1].iov_len = MAX_FRAME_LEN;
             let h = &mut msgs[i].msg_hdr;
-            h.msg_iov = std::ptr::addr_of_mut!(iovs[i]);
-            h.msg_iovlen = 1;
+            h.msg_iov = iovs[i].as_mut_ptr();
+            h.msg_iovlen = 2;
             h.msg_control = ctl.wrapping_add(i * CTL_WORDS).cast::<libc::c_void>();
             h.msg_controllen = CTL_WORDS * 8;
         }
         let vlen = libc::c_uint::try_from(want).unwrap_or(1);
-        // SAFETY: `msgs[..want]` point at iovecs and control buffers that live in `iovs`,
-        // `self.rx_buf` (slot i = [i*RX_SLOT_LEN, (i+1)*RX_SLOT_LEN), within its
-        // RX_BATCH*RX_SLOT_LEN bytes) and `self.rx_ctl` (CTL_WORDS*8 bytes per slot), all alive
-        // and not otherwise borrowed for the duration of the call.
+        // SAFETY: `msgs[..want]` point at iovecs in `iovs`, whose targets are
+        // `self.rx_hdrs[i]` (VnetHdr::LEN bytes) and `self.rx_bufs[i]` (capacity
+        // BUF_CAPACITY >= MAX_FRAME_LEN bytes, ensured just above), and at control buffers in
+        // `self.rx_ctl` (CTL_WORDS*8 bytes per slot), all alive and not otherwise borrowed for
+        // the duration of the call.
         let n = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
@@ -573,7 +581,6 @@ impl PortBackend for AfPacketPort {
         let mut got = 0;
         for (slot_idx, msg) in msgs[..n].iter().enumerate() {
             let len = usize::try_from(msg.msg_len).unwrap_or(usize::MAX);
-            let slot = &self.rx_buf[slot_idx * RX_SLOT_LEN..(slot_idx + 1) * RX_SLOT_LEN];
             if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len > RX_SLOT_LEN {
                 self.stats.rx_truncated += 1;
                 if should_log(self.stats.rx_truncated) {
@@ -585,11 +592,17 @@ impl PortBackend for AfPacketPort {
                 self.stats.rx_short += 1;
                 continue;
             }
-            let mut hdr = [0u8; VnetHdr::LEN];
-            hdr.copy_from_slice(&slot[..VnetHdr::LEN]);
-            let vnet = vnet_from_bytes(&hdr);
+            let frame_len = len - VnetHdr::LEN;
+            let mut vnet = vnet_from_bytes(&self.rx_hdrs[slot_idx]);
             let tag = vlan_from_cmsgs(&msg.msg_hdr);
-            out.push(frame_with_tag(&slot[VnetHdr::LEN..len], vnet, tag));
+            let mut data = std::mem::take(&mut self.rx_bufs[slot_idx]);
+            // SAFETY: the kernel wrote `len` bytes across the two iovecs in order: the header
+            // array, then `frame_len` (<= MAX_FRAME_LEN, checked above: not truncated) bytes
+            // into this buffer, whose capacity is at least MAX_FRAME_LEN; u8 has no invalid
+            // values.
+            unsafe { data.set_len(frame_len) };
+            insert_tag(&mut data, &mut vnet, tag);
+            out.push(Packet { data, vnet });
             got += 1;
         }
         Ok(got)
@@ -694,19 +707,28 @@ mod tests {
             csum_start: 34,
             csum_offset: 16,
         };
-        let p = frame_with_tag(&frame, vnet, Some((0x8100, 0x2064)));
-        assert_eq!(p.data.len(), 64);
-        assert_eq!(&p.data[..12], &frame[..12]);
-        assert_eq!(&p.data[12..16], &[0x81, 0x00, 0x20, 0x64]);
-        assert_eq!(&p.data[16..], &frame[12..]);
-        assert_eq!(p.vnet.csum_start, 38);
-        assert_eq!(p.vnet.hdr_len, 58);
-        assert_eq!(p.vnet.csum_offset, 16);
-        let plain = frame_with_tag(&frame, VnetHdr::default(), None);
-        assert_eq!(plain.data, frame);
+        let mut data = pool::take();
+        data.extend_from_slice(&frame);
+        let ptr = data.as_ptr();
+        let mut v = vnet;
+        insert_tag(&mut data, &mut v, Some((0x8100, 0x2064)));
+        assert_eq!(data.as_ptr(), ptr, "the tag is inserted in place");
+        assert_eq!(data.len(), 64);
+        assert_eq!(&data[..12], &frame[..12]);
+        assert_eq!(&data[12..16], &[0x81, 0x00, 0x20, 0x64]);
+        assert_eq!(&data[16..], &frame[12..]);
+        assert_eq!(v.csum_start, 38);
+        assert_eq!(v.hdr_len, 58);
+        assert_eq!(v.csum_offset, 16);
+        let mut plain = frame.clone();
+        let mut v = VnetHdr::default();
+        insert_tag(&mut plain, &mut v, None);
+        assert_eq!(plain, frame);
+        assert_eq!(v, VnetHdr::default());
         // A runt cannot take a tag; no panic.
-        let runt = frame_with_tag(&frame[..5], VnetHdr::default(), Some((0x8100, 1)));
-        assert_eq!(runt.data.len(), 5);
+        let mut runt = frame[..5].to_vec();
+        insert_tag(&mut runt, &mut v, Some((0x8100, 1)));
+        assert_eq!(runt.len(), 5);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod afpacket;
 pub mod dummy;
 pub mod link;
+pub mod pool;
 pub mod tap;
 
 use std::io;
@@ -56,6 +57,22 @@ impl Packet {
             data,
             vnet: VnetHdr::default(),
         }
+    }
+
+    /// A copy whose bytes live in a buffer from this thread's [`pool`] (no allocation in
+    /// steady state), for frames output more than once.
+    pub fn clone_pooled(&self) -> Packet {
+        let mut data = pool::take();
+        data.extend_from_slice(&self.data);
+        Packet {
+            data,
+            vnet: self.vnet,
+        }
+    }
+
+    /// Gives the frame's buffer back to this thread's [`pool`] (if it is a pool-sized one).
+    pub fn recycle(self) {
+        pool::give(self.data);
     }
 }
 
