@@ -432,16 +432,25 @@ impl FlowTables {
         reason: RemovedReason,
         pred: impl Fn(u8, &Match, u16, &FlowEntry) -> bool,
     ) -> Vec<Removed> {
+        self.remove_with(|t, m, p, e| pred(t, m, p, e).then_some(reason))
+    }
+
+    /// Removes every entry for which `why(table_id, match, priority, entry)` gives a reason.
+    fn remove_with(
+        &mut self,
+        why: impl Fn(u8, &Match, u16, &FlowEntry) -> Option<RemovedReason>,
+    ) -> Vec<Removed> {
         let mut out = Vec::new();
         for (t, table) in self.tables.iter_mut().enumerate() {
             let table_id = u8::try_from(t).unwrap_or(u8::MAX);
-            let ids: Vec<RuleId> = table
+            let due: Vec<(RuleId, RemovedReason)> = table
                 .cls
                 .iter()
-                .filter(|e| pred(table_id, &e.value.r#match, e.priority, e.value))
-                .map(|e| e.id)
+                .filter_map(|e| {
+                    why(table_id, &e.value.r#match, e.priority, e.value).map(|r| (e.id, r))
+                })
                 .collect();
-            for id in ids {
+            for (id, reason) in due {
                 if let Some(entry) = table.cls.remove(id) {
                     out.push(Removed {
                         table_id,
@@ -457,29 +466,10 @@ impl FlowTables {
 
     /// Removes the entries whose timeout passed at `now`.
     pub fn expire(&mut self, now: u64) -> Vec<Removed> {
-        let mut out = Vec::new();
-        for (t, table) in self.tables.iter_mut().enumerate() {
-            let table_id = u8::try_from(t).unwrap_or(u8::MAX);
-            let due: Vec<(RuleId, RemovedReason)> = table
-                .cls
-                .iter()
-                .filter_map(|e| match e.value.expiry() {
-                    Some((at, reason)) if at <= now => Some((e.id, reason)),
-                    _ => None,
-                })
-                .collect();
-            for (id, reason) in due {
-                if let Some(entry) = table.cls.remove(id) {
-                    out.push(Removed {
-                        table_id,
-                        entry,
-                        reason,
-                    });
-                }
-            }
-        }
-        sort_removed(&mut out);
-        out
+        self.remove_with(|_, _, _, e| match e.expiry() {
+            Some((at, reason)) if at <= now => Some(reason),
+            _ => None,
+        })
     }
 
     /// The earliest time at which [`FlowTables::expire`] would remove something.
