@@ -496,6 +496,18 @@ fn mpls_push_pop_and_ttls() {
 }
 
 #[test]
+fn push_mpls_on_non_ip_has_ttl_zero() {
+    let mut of = switch();
+    flow(&mut of, "arp,actions=push_mpls:0x8847,output:2");
+    let f = from_match("arp,arp_op=1,arp_spa=198.18.0.1,arp_tpa=198.18.0.2");
+    let out = run(&mut of, 1, f, 0);
+    let d = &only_frame(&out).data;
+    assert_eq!(&d[12..14], &[0x88, 0x47]);
+    // label 0, TC 0, bottom of stack, TTL 0.
+    assert_eq!(&d[14..18], &[0x00, 0x00, 0x01, 0x00]);
+}
+
+#[test]
 fn pbb_push_pop() {
     let mut of = switch();
     flow(
