@@ -167,22 +167,8 @@ impl Default for FlowFilter {
     }
 }
 
-/// OFPMP_AGGREGATE reply body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AggregateStats {
-    pub packet_count: u64,
-    pub byte_count: u64,
-    pub flow_count: u32,
-}
-
-/// One OFPMP_TABLE reply entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TableStats {
-    pub table_id: u8,
-    pub active_count: u32,
-    pub lookup_count: u64,
-    pub matched_count: u64,
-}
+/// The OFPMP_AGGREGATE and OFPMP_TABLE reply bodies are the wire structs themselves.
+pub use crate::wire::multipart::{AggregateStats, TableStats};
 
 /// The rule a table matched, for `trace`.
 #[derive(Debug, Clone, PartialEq, Eq)]

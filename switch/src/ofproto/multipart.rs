@@ -16,8 +16,7 @@ use shg_flows::table::FlowFilter;
 use shg_flows::wire::buf::Writer;
 use shg_flows::wire::message::{multipart_flags, Message, HEADER_LEN};
 use shg_flows::wire::multipart::{
-    AggregateStats, FlowStats, MultipartReply, MultipartRequest, MultipartType, PortStats,
-    QueueStats, SwitchDesc, TableStats,
+    FlowStats, MultipartReply, MultipartRequest, MultipartType, PortStats, QueueStats, SwitchDesc,
 };
 use shg_flows::wire::oxm::OxmHeader;
 use shg_flows::wire::table_features::{FeatureId, TableFeatureProp, TableFeatures};
@@ -378,27 +377,11 @@ impl Ofproto {
                     cookie_mask: req.cookie_mask,
                     r#match: req.r#match,
                 };
-                let a = self.tables.aggregate_stats(&filter);
-                vec![MultipartReply::Aggregate(AggregateStats {
-                    packet_count: a.packet_count,
-                    byte_count: a.byte_count,
-                    flow_count: a.flow_count,
-                })]
+                vec![MultipartReply::Aggregate(
+                    self.tables.aggregate_stats(&filter),
+                )]
             }
-            Q::Table => {
-                let stats: Vec<TableStats> = self
-                    .tables
-                    .table_stats()
-                    .into_iter()
-                    .map(|t| TableStats {
-                        table_id: t.table_id,
-                        active_count: t.active_count,
-                        lookup_count: t.lookup_count,
-                        matched_count: t.matched_count,
-                    })
-                    .collect();
-                split(stats, MultipartReply::Table)
-            }
+            Q::Table => split(self.tables.table_stats(), MultipartReply::Table),
             Q::PortStats { port_no } => {
                 // As OVS: an unknown port gives an empty reply.
                 let stats: Vec<PortStats> = self
@@ -501,6 +484,7 @@ impl Ofproto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shg_flows::wire::multipart::TableStats;
 
     #[test]
     fn split_respects_the_limit_and_keeps_order() {
