@@ -29,6 +29,7 @@ pub mod key;
 pub mod matches;
 pub mod meter;
 pub mod mods;
+pub mod rate;
 pub mod table;
 pub mod text;
 pub mod validate;

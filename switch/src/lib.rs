@@ -18,3 +18,4 @@ pub mod ctl;
 pub mod datapath;
 pub mod ofproto;
 pub mod port;
+pub mod qos;

@@ -35,6 +35,7 @@
 
 pub mod execute;
 pub mod normal;
+pub mod segment;
 pub mod trace;
 
 use crate::ofproto::Ofproto;

@@ -1,0 +1,1 @@
+//! Splits GSO frames into wire-size frames in software (for shaped ports).
