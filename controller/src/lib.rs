@@ -1,8 +1,20 @@
 //! shg-controller: the local controller, and `shgctl`, the operator's command-line tool.
 //!
-//! Today it holds `shgctl`'s commands: the offline OpenFlow tools (`ofp-print`, `ofp-encode`,
-//! thin wrappers over `shg-flows`) and the client of shg-switch's control socket
-//! (`shgctl switch ...`). The controller itself arrives with the controller issue.
+//! The controller side, pure so far (no sockets): [`config`] reads and validates the policy
+//! file into a [`model::Policy`]; [`admission`] decides whether its guarantees fit the link;
+//! [`planner`] turns (old policy, new policy, observed switch state, now) into the ordered
+//! changes a southbound applies; [`fake_switch`] is the switch side for tests; [`cli`] holds
+//! the `shg-controller` commands. [`southbound`] is the OpenFlow 1.3 client that applies plans;
+//! [`store`] keeps the accepted policy crash-safely. `shgctl`'s commands live in [`ofp`] (offline OpenFlow tools
+//! over `shg-flows`) and [`switch_ctl`] (the client of shg-switch's control socket).
 
+pub mod admission;
+pub mod cli;
+pub mod config;
+pub mod fake_switch;
+pub mod model;
 pub mod ofp;
+pub mod planner;
+pub mod southbound;
+pub mod store;
 pub mod switch_ctl;
