@@ -58,6 +58,9 @@ pub(crate) fn parse_log(log: &str) -> Vec<CaseResult> {
     let mut file = String::new();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
+        // The tester prints a progress dot (no newline) while a case waits, so a case line
+        // may start with dots.
+        let line = line.trim_start_matches('.');
         if !line.starts_with(' ') {
             if let Some((kind, _)) = line.split_once(": ") {
                 if ["action", "match", "group", "meter"]
@@ -374,5 +377,16 @@ mod parse_tests {
         );
         assert!(!r[1].ok);
         assert!(r[1].reason.starts_with("Failed to add flows"));
+    }
+
+    #[test]
+    fn a_case_line_after_progress_dots_counts() {
+        let log = "meter: 01_DROP_00_KBPS_00_1M\n....    ethernet/ipv4/tcp-->'in_port=1,actions=meter:1,output:2'      OK\n\
+                   ..    ethernet/ipv6/tcp-->'in_port=1,actions=meter:1,output:2'      ERROR\n\
+                   \x20       Received incorrect throughput\n";
+        let r = parse_log(log);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(r[0].ok && !r[1].ok);
+        assert_eq!(r[1].file, "meter: 01_DROP_00_KBPS_00_1M");
     }
 }
