@@ -18,9 +18,26 @@ pub const COMMANDS: &[&str] = &[
     "dump-ports",
     "dump-groups",
     "dump-meters",
+    "dump-queues",
     "trace",
+    "set-queue",
+    "del-queue",
+    "set-port-rate",
     "help",
 ];
+
+/// One line per command, for `shgctl switch` without a command (the switch's `help` has the
+/// details).
+pub const USAGE: &str = "\
+usage: shgctl switch [--ctl PATH] COMMAND [ARGS...]
+  show | dump-flows [table=N] | dump-ports | dump-groups | dump-meters
+  dump-queues [PORT]                 egress queues, one key=value line per queue
+  trace FLOW
+  set-queue PORT QUEUE_ID [min=RATE] [max=RATE|none] [priority=N]
+  del-queue PORT QUEUE_ID
+  set-port-rate PORT RATE|none       (RATE like 20mbit; PORT a number or a name)
+  help
+";
 
 /// Sends one request line and returns (success, text).
 pub fn request(path: &Path, line: &str) -> io::Result<(bool, String)> {
@@ -64,7 +81,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let Some(cmd) = rest.first() else {
         let _ = writeln!(
             err,
-            "shgctl switch: missing command (one of {})",
+            "shgctl switch: missing command (one of {})\n{USAGE}",
             COMMANDS.join(", ")
         );
         return 2;
@@ -104,6 +121,13 @@ mod tests {
         assert_eq!(run(&[], &mut o, &mut e), 2);
         assert_eq!(run(&["bogus".into()], &mut o, &mut e), 2);
         assert_eq!(run(&["--ctl".into()], &mut o, &mut e), 2);
+        e.clear();
+        assert_eq!(run(&["--ctl".into(), "/x".into()], &mut o, &mut e), 2);
+        let text = String::from_utf8_lossy(&e);
+        for c in ["dump-queues", "set-queue", "del-queue", "set-port-rate"] {
+            assert!(COMMANDS.contains(&c), "{c}");
+            assert!(text.contains(c), "usage lacks {c}: {text}");
+        }
         e.clear();
         let code = run(
             &["--ctl".into(), "/nonexistent/shg.ctl".into(), "show".into()],

@@ -216,6 +216,18 @@ pub struct PipelineResult {
     pub key: FlowKey,
     /// True when the walk ended in a table with no matching entry (packet dropped).
     pub missed: bool,
+    /// Set when the walk stopped before a goto because the packet's headers must be parsed
+    /// again (see [`FlowTables::lookup`]); the action set is then not in `actions` yet.
+    pub resume: Option<Resume>,
+}
+
+/// Where a stopped walk continues: the next table, the action set so far, and the key as
+/// the walk left it (for the pipeline fields the packet does not carry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub table_id: u8,
+    set: ActionSet,
+    pub key: FlowKey,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -552,17 +564,59 @@ impl FlowTables {
     /// A table with no matching entry (no table-miss entry) drops the packet: the walk ends,
     /// the action set is discarded, and apply-actions already met stay in `actions`.
     /// Effects of group buckets on the key are not modelled.
+    ///
+    /// Some apply-actions change what the packet's headers are in a way the key alone cannot
+    /// follow: popping a VLAN tag, an MPLS label or a PBB header reveals headers the key never
+    /// held. When a table applies one of those and then goes to another table, the walk stops
+    /// there and `resume` is set: the caller applies `actions` to the packet, extracts its key
+    /// again, and continues with [`FlowTables::lookup_resume`].
     pub fn lookup(&mut self, key: &FlowKey, pkt_len: u64, now: u64) -> PipelineResult {
-        let mut res = PipelineResult {
+        let res = PipelineResult {
             actions: Vec::new(),
             meters: Vec::new(),
             trace: Vec::new(),
             mask: FlowKey([0; KEY_LEN]),
             key: *key,
             missed: false,
+            resume: None,
         };
-        let mut set = ActionSet::default();
-        let mut table_id = 0usize;
+        self.walk(res, ActionSet::default(), 0, pkt_len, now)
+    }
+
+    /// Continues a walk that stopped with `resume`, with `key` extracted again from the packet
+    /// after the earlier actions ran. Pipeline fields that are not in the packet (in_port,
+    /// in_phy_port, metadata, tunnel_id) are taken from where the walk stopped.
+    pub fn lookup_resume(
+        &mut self,
+        resume: Resume,
+        key: &FlowKey,
+        pkt_len: u64,
+        now: u64,
+    ) -> PipelineResult {
+        let mut k = *key;
+        for f in [Field::InPort, Field::InPhyPort, Field::Metadata, Field::TunnelId] {
+            k.set(f, resume.key.get(f));
+        }
+        let res = PipelineResult {
+            actions: Vec::new(),
+            meters: Vec::new(),
+            trace: Vec::new(),
+            mask: FlowKey([0; KEY_LEN]),
+            key: k,
+            missed: false,
+            resume: None,
+        };
+        self.walk(res, resume.set, usize::from(resume.table_id), pkt_len, now)
+    }
+
+    fn walk(
+        &mut self,
+        mut res: PipelineResult,
+        mut set: ActionSet,
+        mut table_id: usize,
+        pkt_len: u64,
+        now: u64,
+    ) -> PipelineResult {
         let n = self.tables.len();
         while let Some(table) = self.tables.get_mut(table_id) {
             table.lookup_count = table.lookup_count.saturating_add(1);
@@ -605,9 +659,11 @@ impl FlowTables {
                     res.meters.push(*m);
                 }
             }
+            let mut reparse = false;
             for i in &e.instructions {
                 if let Instruction::ApplyActions(acts) = i {
                     for a in acts {
+                        reparse |= reveals_headers(a);
                         apply_to_key(&mut res.key, a);
                         res.actions.push(a.clone());
                     }
@@ -639,7 +695,17 @@ impl FlowTables {
             }
             match goto {
                 // Validation guarantees forward gotos; anything else ends the walk.
-                Some(t) if t > table_id && t < n => table_id = t,
+                Some(t) if t > table_id && t < n => {
+                    if reparse {
+                        res.resume = Some(Resume {
+                            table_id: u8::try_from(t).unwrap_or(u8::MAX),
+                            set,
+                            key: res.key,
+                        });
+                        return res;
+                    }
+                    table_id = t;
+                }
                 _ => break,
             }
         }
@@ -661,6 +727,16 @@ fn sort_removed(v: &mut [Removed]) {
                 &b.entry.r#match,
             ))
     });
+}
+
+/// True for actions after which the key cannot be updated in place: they reveal headers
+/// the key never held (an inner VLAN tag, the payload under an MPLS label, the customer frame
+/// inside PBB) or add ones it cannot describe (PBB).
+fn reveals_headers(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::PopVlan | Action::PopMpls(_) | Action::PopPbb | Action::PushPbb(_)
+    )
 }
 
 /// What an apply-action does to the key later tables match on.
@@ -706,7 +782,7 @@ fn apply_to_key(key: &mut FlowKey, a: &Action) {
 }
 
 /// The OF1.3 action set: at most one action per type (one set-field per field).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct ActionSet {
     actions: Vec<Action>,
 }
@@ -815,6 +891,80 @@ mod tests {
 
     fn apply(a: Vec<Action>) -> Instruction {
         Instruction::ApplyActions(a)
+    }
+
+    /// lookup, then (after a pop) lookup_resume with the key a re-parse of the untagged
+    /// packet gives, joined into one result.
+    fn walk(t: &mut FlowTables, k: &FlowKey) -> PipelineResult {
+        let mut r = t.lookup(k, 1, 0);
+        if let Some(resume) = r.resume.take() {
+            let mut inner = *k;
+            inner.set_u64(Field::VlanVid, 0);
+            inner.set_u64(Field::VlanPcp, 0);
+            let r2 = t.lookup_resume(resume, &inner, 1, 0);
+            r.actions.extend(r2.actions);
+            r.trace.extend(r2.trace);
+            r.meters.extend(r2.meters);
+            for (o, b) in r.mask.0.iter_mut().zip(r2.mask.0.iter()) {
+                *o |= *b;
+            }
+            r.missed = r2.missed;
+            r.key = r2.key;
+        }
+        r
+    }
+
+    #[test]
+    fn a_pop_before_goto_stops_the_walk_and_resume_continues_it() {
+        let mut t = FlowTables::new(3);
+        let mut mpls = Match::any();
+        mpls.set_u64(Field::InPort, 1);
+        mpls.set_u64(Field::EthType, 0x8847);
+        let mut fm = add(
+            mpls,
+            10,
+            vec![
+                apply(vec![Action::PopMpls(0x0800)]),
+                Instruction::WriteActions(vec![Action::SetQueue(3)]),
+                Instruction::WriteMetadata {
+                    metadata: 0xab,
+                    mask: 0xff,
+                },
+                Instruction::GotoTable(2),
+            ],
+        );
+        t.apply_flow_mod(&fm, 0).unwrap();
+        fm = add(ip_dst(7), 10, vec![Instruction::WriteActions(vec![out(2)])]);
+        fm.table_id = 2;
+        t.apply_flow_mod(&fm, 0).unwrap();
+        let mut k = FlowKey::default();
+        k.set_u64(Field::InPort, 1);
+        k.set_u64(Field::EthType, 0x8847);
+        let first = t.lookup(&k, 100, 1);
+        assert_eq!(first.actions, vec![Action::PopMpls(0x0800)]);
+        let resume = first.resume.expect("stops to re-parse after pop_mpls");
+        assert_eq!(resume.table_id, 2);
+        // The caller re-extracts the key from the popped packet: IPv4 to 10.0.0.7, and no
+        // in_port or metadata (they are not in the packet).
+        let mut inner = key(7);
+        inner.set_u64(Field::InPort, 0);
+        let second = t.lookup_resume(resume, &inner, 100, 1);
+        assert!(second.resume.is_none() && !second.missed);
+        assert_eq!(second.actions, vec![Action::SetQueue(3), out(2)]);
+        assert_eq!(second.key.get_u64(Field::Metadata), 0xab);
+        assert_eq!(second.key.get_u64(Field::InPort), 1);
+        // Without a goto after the pop there is nothing to resume.
+        let mut last = Match::any();
+        last.set_u64(Field::InPort, 5);
+        last.set_u64(Field::EthType, 0x8847);
+        t.apply_flow_mod(&add(last, 1, vec![apply(vec![Action::PopMpls(0x0800), out(1)])]), 0)
+            .unwrap();
+        let mut k5 = FlowKey::default();
+        k5.set_u64(Field::InPort, 5);
+        k5.set_u64(Field::EthType, 0x8847);
+        let r = t.lookup(&k5, 60, 1);
+        assert!(r.resume.is_none());
+        assert_eq!(r.actions, vec![Action::PopMpls(0x0800), out(1)]);
     }
 
     #[test]
@@ -1383,7 +1533,7 @@ mod tests {
         .unwrap();
         let mut k = key(1);
         k.set_u64(Field::VlanVid, 0x1064);
-        let r = t.lookup(&k, 1, 0);
+        let r = walk(&mut t, &k);
         // Group present: output dropped from the action set.
         assert_eq!(r.actions, vec![Action::PopVlan, Action::Group(3)]);
         // Clear-actions in table 1 empties the set.
@@ -1397,11 +1547,11 @@ mod tests {
             t.apply_flow_mod(&fm, 0).unwrap(),
             FlowModEffect::Modified { count: 1 }
         );
-        let r = t.lookup(&k, 1, 0);
+        let r = walk(&mut t, &k);
         assert_eq!(r.actions, vec![Action::PopVlan]);
         // Miss in table 1 (other port): drop, action set discarded, apply-actions kept.
         k.set_u64(Field::InPort, 2);
-        let r = t.lookup(&k, 1, 0);
+        let r = walk(&mut t, &k);
         assert!(r.missed);
         assert_eq!(r.actions, vec![Action::PopVlan]);
         assert_eq!(r.trace.len(), 2);

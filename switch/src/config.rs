@@ -8,10 +8,26 @@
 //! This module never opens sockets or interfaces; the only I/O is reading the `--config` file,
 //! through a function the caller passes in.
 //!
-//! In a file, `port[N]` counts `[[port]]` tables from 1, as a reader counts them.
+//! In a file, `port[N]` counts `[[port]]` tables from 1, as a reader counts them, and
+//! `port[N].queue[M]` counts that port's `[[port.queue]]` tables from 1.
+//!
+//! # Egress QoS keys (TOML only; `shgctl switch set-queue` changes them at runtime)
+//!
+//! A `[[port]]` may set `rate = "20mbit"`: the port is shaped to that rate (put the uplink's
+//! real line rate, a little below it, so the standing queue lives in the switch where it is
+//! scheduled). Its egress queues are `[[port.queue]]` tables: `id` (the OpenFlow queue id
+//! that `set_queue` names, 0 to 4294967294), `min_rate` (guaranteed; default none),
+//! `max_rate` (ceiling; default the port's rate) and `priority` (0 to 7, 0 served first as in
+//! tc HTB; default 7, the lowest). Rates are tc-style bit rates: `"500kbit"`, `"20mbit"`,
+//! `"1gbit"` (a bare number is refused). A port with `rate` and no queue gets one queue, id 0,
+//! with no guarantee. Frames without `set_queue`, or naming a queue the port lacks, go to the
+//! lowest-priority queue. Whether guarantees fit the rate is checked by the scheduler
+//! ([`crate::qos::sched::PortScheduler::new`]) and reported at the port's place.
 
 use crate::ofproto::FailMode;
+use crate::qos::{PortQosConfig, QueueConfig};
 use serde::Deserialize;
+use shg_flows::rate::{format_rate, parse_rate};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -62,6 +78,12 @@ TOML file example:
   [[port]]
   name = \"veth2\"
   number = 7
+  rate = \"20mbit\"           # egress shaped to 20 Mbit/s (TOML only)
+  [[port.queue]]              # an egress queue of that port (set_queue:1)
+  id = 1
+  min_rate = \"6mbit\"        # guaranteed
+  max_rate = \"20mbit\"       # ceiling (default: the port's rate)
+  priority = 0                # 0 (served first) to 7 (default)
 ";
 
 /// How an OpenFlow connection is carried.
@@ -115,6 +137,8 @@ pub struct PortConfig {
     pub number: u32,
     /// Kernel interface name.
     pub name: String,
+    /// Egress shaping and queues (`rate`, `[[port.queue]]`); `None`: plain FIFO output.
+    pub qos: Option<PortQosConfig>,
 }
 
 /// Key, certificate and CA files for TLS connections (all three needed by tls: and pssl:).
@@ -148,6 +172,9 @@ impl Config {
         let mut s = format!("datapath_id: {:016x}\n", self.datapath_id);
         for p in &self.ports {
             s.push_str(&format!("port {}: {}\n", p.number, p.name));
+            if let Some(q) = &p.qos {
+                s.push_str(&qos_summary(q));
+            }
         }
         if let Some(l) = &self.local {
             s.push_str(&format!("port LOCAL: {l} (tap)\n"));
@@ -167,6 +194,26 @@ impl Config {
         s.push_str(&format!("ctl: {}\n", self.ctl.display()));
         s
     }
+}
+
+/// The `--check-config` lines of one port's QoS (indented under the port line).
+pub fn qos_summary(q: &PortQosConfig) -> String {
+    let mut s = match q.rate {
+        Some(r) => format!("  rate: {}\n", format_rate(r)),
+        None => "  rate: none (not shaped)\n".to_string(),
+    };
+    for c in &q.queues {
+        let max = c
+            .max_rate
+            .map_or_else(|| "port rate".to_string(), format_rate);
+        s.push_str(&format!(
+            "  queue {}: priority {}, min {}, max {max}\n",
+            c.id,
+            c.priority,
+            format_rate(c.min_rate)
+        ));
+    }
+    s
 }
 
 /// One configuration error: where, and what is wrong.
@@ -238,6 +285,21 @@ pub struct RawPort {
     /// The requested number, if any (checked by [`validate`]).
     pub number: Option<i64>,
     pub name: String,
+    /// `rate` as written (place `port[N].rate`).
+    pub rate: Option<Item<String>>,
+    /// `[[port.queue]]` tables as written.
+    pub queues: Vec<RawQueue>,
+}
+
+/// One `[[port.queue]]` as written, before checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawQueue {
+    /// Place of the table (`port[1].queue[2]`); keys are `{place}.id` and so on.
+    pub place: String,
+    pub id: Option<i64>,
+    pub min_rate: Option<String>,
+    pub max_rate: Option<String>,
+    pub priority: Option<i64>,
 }
 
 /// Settings as written (flags or file), each remembering its place; unchecked.
@@ -369,6 +431,8 @@ where
                     name_place: place,
                     number,
                     name,
+                    rate: None,
+                    queues: Vec::new(),
                 }),
                 Err(message) => errors.push(ConfigError { place, message }),
             },
@@ -419,6 +483,18 @@ struct FileConfig {
 struct FilePort {
     name: String,
     number: Option<i64>,
+    rate: Option<String>,
+    queue: Option<Vec<FileQueue>>,
+}
+
+/// One `[[port.queue]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileQueue {
+    id: Option<i64>,
+    min_rate: Option<String>,
+    max_rate: Option<String>,
+    priority: Option<i64>,
 }
 
 /// Parses TOML text (named `file` in errors) into a [`Raw`]. Syntax and type errors (including
@@ -467,9 +543,24 @@ pub fn parse_toml(file: &str, text: &str) -> Result<Raw, ConfigErrors> {
                 .enumerate()
                 .map(|(i, p)| {
                     let at = format!("port[{}]", i + 1);
+                    let queues = p
+                        .queue
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(j, q)| RawQueue {
+                            place: format!("{at}.queue[{}]", j + 1),
+                            id: q.id,
+                            min_rate: q.min_rate,
+                            max_rate: q.max_rate,
+                            priority: q.priority,
+                        })
+                        .collect();
                     RawPort {
                         number_place: format!("{at}.number"),
                         name_place: format!("{at}.name"),
+                        rate: p.rate.map(|r| item(format!("{at}.rate"), r)),
+                        queues,
                         place: at,
                         number: p.number,
                         name: p.name,
@@ -528,6 +619,7 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
                 format!("interface \"{}\" is already {}", p.name, prev.place),
             );
         }
+        let qos = validate_qos(p, &mut err);
         if let Some(number) = number {
             if let Some(prev) = ports.iter().find(|q| q.number == number) {
                 err(
@@ -541,6 +633,7 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
                 ports.push(PortConfig {
                     number,
                     name: p.name.clone(),
+                    qos,
                 });
             }
         }
@@ -689,6 +782,141 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// The lowest queue priority (the default of a `[[port.queue]]` without `priority`).
+pub const LOWEST_PRIORITY: u8 = 7;
+/// The highest queue id (`OFPQ_ALL` = 0xffffffff is not a queue).
+pub const MAX_QUEUE_ID: u32 = 0xffff_fffe;
+
+/// A rate key: a tc-style rate; `positive` refuses zero.
+fn check_rate(text: &str, positive: bool) -> Result<u64, String> {
+    let r = parse_rate(text).map_err(|e| e.to_string())?;
+    if positive && r == 0 {
+        return Err(format!("{text:?}: a rate of zero carries nothing"));
+    }
+    Ok(r)
+}
+
+/// The port's QoS (`rate`, `[[port.queue]]`), or `None` when it sets neither. Errors go to
+/// `err` with their key's place; the scheduler's own checks (guarantees within the rate,
+/// ceilings, ...) are reported at the port's place.
+fn validate_qos(p: &RawPort, err: &mut dyn FnMut(&str, String)) -> Option<PortQosConfig> {
+    if p.rate.is_none() && p.queues.is_empty() {
+        return None;
+    }
+    let mut ok = true;
+    let rate = match &p.rate {
+        None => None,
+        Some(it) => match check_rate(&it.value, true) {
+            Ok(r) => Some(r),
+            Err(m) => {
+                err(&it.place, m);
+                ok = false;
+                None
+            }
+        },
+    };
+    let mut queues: Vec<QueueConfig> = Vec::new();
+    for (j, q) in p.queues.iter().enumerate() {
+        let at = &q.place;
+        let id = match q.id {
+            None => {
+                err(at, "a queue needs an id (0 to 4294967294)".into());
+                None
+            }
+            Some(id) => match u32::try_from(id) {
+                Ok(id) if id <= MAX_QUEUE_ID => Some(id),
+                _ => {
+                    err(
+                        &format!("{at}.id"),
+                        format!("{id} is not a queue id (0 to {MAX_QUEUE_ID})"),
+                    );
+                    None
+                }
+            },
+        };
+        let mut rate_key = |key: &str, v: &Option<String>| -> Result<Option<u64>, ()> {
+            match v {
+                None => Ok(None),
+                Some(t) => check_rate(t, key == "max_rate").map(Some).map_err(|m| {
+                    err(&format!("{at}.{key}"), m);
+                }),
+            }
+        };
+        let min_rate = rate_key("min_rate", &q.min_rate);
+        let max_rate = rate_key("max_rate", &q.max_rate);
+        let priority = match q.priority {
+            None => Some(LOWEST_PRIORITY),
+            Some(n) => match u8::try_from(n) {
+                Ok(n) if n <= LOWEST_PRIORITY => Some(n),
+                _ => {
+                    err(
+                        &format!("{at}.priority"),
+                        format!("{n} is not a priority (0, the highest, to {LOWEST_PRIORITY})"),
+                    );
+                    None
+                }
+            },
+        };
+        let earlier = p.queues.iter().take(j).find(|e| e.id == q.id);
+        if let (Some(id), Some(prev)) = (id, earlier) {
+            err(
+                &format!("{at}.id"),
+                format!("queue {id} is already {}", prev.place),
+            );
+            ok = false;
+            continue;
+        }
+        match (id, min_rate, max_rate, priority) {
+            (Some(id), Ok(min_rate), Ok(max_rate), Some(priority)) => {
+                if let (Some(min), Some(max)) = (min_rate, max_rate) {
+                    if min > max {
+                        err(
+                            &format!("{at}.min_rate"),
+                            format!(
+                                "the guarantee {} is above the ceiling max_rate {}",
+                                format_rate(min),
+                                format_rate(max)
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                queues.push(QueueConfig {
+                    id,
+                    min_rate: min_rate.unwrap_or(0),
+                    max_rate,
+                    priority,
+                })
+            }
+            _ => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let cfg = normalize_qos(PortQosConfig { rate, queues });
+    match crate::qos::sched::PortScheduler::new(cfg.clone(), 0) {
+        Ok(_) => Some(cfg),
+        Err(m) => {
+            err(&p.place, m);
+            None
+        }
+    }
+}
+
+/// A shaped port without queues gets one: id 0, no guarantee, the lowest priority.
+pub fn normalize_qos(mut cfg: PortQosConfig) -> PortQosConfig {
+    if cfg.rate.is_some() && cfg.queues.is_empty() {
+        cfg.queues.push(QueueConfig {
+            id: 0,
+            min_rate: 0,
+            max_rate: None,
+            priority: LOWEST_PRIORITY,
+        });
+    }
+    cfg
 }
 
 /// Flags (and the file they name, read by `read`) → what to do. All errors, with places.
@@ -995,11 +1223,13 @@ mod tests {
             vec![
                 PortConfig {
                     number: 1,
-                    name: "f1".into()
+                    name: "f1".into(),
+                    qos: None,
                 },
                 PortConfig {
                     number: 9,
-                    name: "f2".into()
+                    name: "f2".into(),
+                    qos: None,
                 }
             ]
         );
@@ -1021,6 +1251,97 @@ mod tests {
             e.to_string(),
             "port[2].number: 0 is not a valid port number (1 to 4294967040)"
         );
+    }
+
+    fn qos_of(toml: &str) -> Result<Vec<Option<PortQosConfig>>, Vec<String>> {
+        let raw = parse_toml("q.toml", toml).map_err(|e| vec![e.to_string()])?;
+        validate(&raw)
+            .map(|c| c.ports.into_iter().map(|p| p.qos).collect())
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn qos_keys_parse_with_defaults() {
+        let got = qos_of(
+            "[[port]]\nname=\"a\"\nrate=\"20mbit\"\n\
+             [[port.queue]]\nid=1\nmin_rate=\"6mbit\"\npriority=0\n\
+             [[port.queue]]\nid=2\nmax_rate=\"1.5mbit\"\n\
+             [[port]]\nname=\"b\"\nrate=\"1gbit\"\n[[port]]\nname=\"c\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got[0],
+            Some(PortQosConfig {
+                rate: Some(20_000_000),
+                queues: vec![
+                    QueueConfig {
+                        id: 1,
+                        min_rate: 6_000_000,
+                        max_rate: None,
+                        priority: 0
+                    },
+                    QueueConfig {
+                        id: 2,
+                        min_rate: 0,
+                        max_rate: Some(1_500_000),
+                        priority: LOWEST_PRIORITY
+                    },
+                ]
+            })
+        );
+        // A shaped port without queues gets the default queue 0.
+        assert_eq!(
+            got[1],
+            Some(PortQosConfig {
+                rate: Some(1_000_000_000),
+                queues: vec![QueueConfig {
+                    id: 0,
+                    min_rate: 0,
+                    max_rate: None,
+                    priority: LOWEST_PRIORITY
+                }]
+            })
+        );
+        assert_eq!(got[2], None);
+    }
+
+    #[test]
+    fn qos_errors_name_their_key() {
+        let e = qos_of(
+            "[[port]]\nname=\"a\"\nrate=\"fast\"\n\
+             [[port.queue]]\nid=-1\nmin_rate=\"1\"\npriority=9\n\
+             [[port.queue]]\nmax_rate=\"2kbps\"\n\
+             [[port]]\nname=\"b\"\n[[port.queue]]\nid=4\n[[port.queue]]\nid=4\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 7, "{e:#?}");
+        assert!(
+            e[0].starts_with("port[1].rate: \"fast\" is not a rate"),
+            "{e:#?}"
+        );
+        assert!(e[1].starts_with("port[1].queue[1].id: -1 is not a queue id"));
+        assert!(e[2].starts_with("port[1].queue[1].min_rate: \"1\" has no unit"));
+        assert!(e[3].starts_with("port[1].queue[1].priority: 9 is not a priority"));
+        assert_eq!(
+            e[4],
+            "port[1].queue[2]: a queue needs an id (0 to 4294967294)"
+        );
+        assert!(e[5].starts_with("port[1].queue[2].max_rate: \"2kbps\": unknown unit"));
+        assert_eq!(
+            e[6],
+            "port[2].queue[2].id: queue 4 is already port[2].queue[1]"
+        );
+    }
+
+    #[test]
+    fn qos_scheduler_refusals_are_reported_at_the_port() {
+        // Guarantees above the port's rate cannot be kept: the scheduler says so.
+        let e = qos_of(
+            "[[port]]\nname=\"a\"\nrate=\"1mbit\"\n[[port.queue]]\nid=1\nmin_rate=\"2mbit\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].starts_with("port[1]: "), "{e:#?}");
     }
 
     #[test]

@@ -1,16 +1,30 @@
-//! The control socket: serves `shgctl switch dump-flows|dump-ports|dump-groups|dump-meters|trace|show`.
+//! The control socket: serves `shgctl switch dump-flows|dump-ports|dump-groups|dump-meters|
+//! dump-queues|trace|show` and the egress QoS commands `set-queue|del-queue|set-port-rate`.
 //!
 //! Protocol (one request per connection, over a Unix stream socket): the client sends one
 //! line `COMMAND [ARGS]`; the server answers with a status line — `0` for success, `1` for an
 //! error — then the text (for an error, `error: ...`), and closes. [`request`] is the client
 //! side; a CLI exits with code 1 when the status is not 0. Commands are answered by
 //! [`execute`], a pure function of the switch state and `now`; this module's I/O is the socket.
-//! It never changes flows: it is a window, the OpenFlow connections are the controls.
+//! It never changes flows: it is a window, the OpenFlow connections are the controls. The one
+//! exception is egress QoS (port rates and queues), which OpenFlow 1.3 cannot configure:
+//! `set-queue`, `del-queue` and `set-port-rate` rebuild a port's QoS configuration and hand it
+//! to its scheduler (`Ofproto::set_port_qos`); the scheduler's refusal is the error text.
+//! After such a change [`serve_with`] wakes the datapath so a new next departure counts.
+//!
+//! `dump-queues` prints one line per queue, `key=value` pairs separated by spaces, always the
+//! same keys in the same order (values `none` when not applicable; rates in bit/s, sojourn
+//! percentiles in ms), for scripts:
+//! `port=1 queue=1 port_rate=20000000 priority=0 min_rate=6000000 max_rate=none tx_packets=..
+//! tx_bytes=.. drops_overflow=.. drops_aqm=.. ecn_marked=.. unknown_queue=.. backlog_packets=..
+//! backlog_bytes=.. sojourn_p50_ms=0.120 sojourn_p99_ms=1.500`.
 
 use crate::agent::{lock, Clock};
 use crate::ofproto::{FailMode, Ofproto};
+use crate::qos::QueueConfig;
 use shg_flows::action::{meter, port, OFPTT_ALL};
 use shg_flows::mods::{GroupMod, GroupModCommand, MeterMod, MeterModCommand};
+use shg_flows::rate::{format_rate, parse_rate};
 use shg_flows::table::FlowFilter;
 use shg_flows::text::flow::{format_flow_stats_line, FlowStatsLine};
 use shg_flows::text::group::format_group;
@@ -38,9 +52,17 @@ commands:
   dump-ports                port counters
   dump-groups               groups, as ovs-ofctl dump-groups prints them
   dump-meters               meters, as ovs-ofctl dump-meters prints them
+  dump-queues [PORT]        egress queues: rates, counters, drops, backlog, sojourn p50/p99
   trace FLOW                how a packet with fields FLOW (ovs-ofctl syntax, e.g.
                             in_port=1,dl_dst=00:00:00:00:00:02) goes through the tables
+  set-queue PORT QUEUE_ID [min=RATE] [max=RATE|none] [priority=N]
+                            create or change an egress queue (rates like 6mbit; priority
+                            0, served first, to 7, the default)
+  del-queue PORT QUEUE_ID   remove an egress queue
+  set-port-rate PORT RATE|none
+                            shape PORT to RATE (e.g. 20mbit), or stop shaping it
   help                      this text
+PORT is a port number, a port name or LOCAL.
 ";
 
 /// Answers one request line. `Err` holds the error message (without `error: `).
@@ -56,6 +78,10 @@ pub fn execute(of: &mut Ofproto, line: &str, now: u64) -> Result<String, String>
         "dump-groups" => no_args(cmd, args).map(|()| dump_groups(of)),
         "dump-meters" => no_args(cmd, args).and_then(|()| dump_meters(of)),
         "show" => no_args(cmd, args).map(|()| show(of)),
+        "dump-queues" => dump_queues(of, args, now),
+        "set-queue" => set_queue(of, args, now),
+        "del-queue" => del_queue(of, args, now),
+        "set-port-rate" => set_port_rate(of, args, now),
         "trace" => {
             if args.is_empty() {
                 return Err(
@@ -222,8 +248,247 @@ fn show(of: &Ofproto) -> String {
                 p.info.curr_speed_kbps / 1000
             ));
         }
+        if let Some(q) = of.port_qos(no) {
+            let ids: Vec<String> = q.queues.iter().map(|c| c.id.to_string()).collect();
+            s.push_str(&format!(
+                "     egress: {}, queues {} (see dump-queues)\n",
+                q.rate.map_or_else(
+                    || "not shaped".to_string(),
+                    |r| format!("shaped to {}", format_rate(r))
+                ),
+                ids.join(",")
+            ));
+        }
     }
     s
+}
+
+/// Commands that change the switch (egress QoS): the datapath is woken after them.
+pub fn is_change(line: &str) -> bool {
+    matches!(
+        line.split_whitespace().next(),
+        Some("set-queue" | "del-queue" | "set-port-rate")
+    )
+}
+
+/// A port by number, name, or `LOCAL`.
+fn find_port(of: &Ofproto, arg: &str) -> Result<u32, String> {
+    if arg == "LOCAL" && of.ports.contains_key(&port::LOCAL) {
+        return Ok(port::LOCAL);
+    }
+    if let Ok(n) = arg.parse::<u32>() {
+        return if of.ports.contains_key(&n) {
+            Ok(n)
+        } else {
+            Err(format!("port {n} does not exist"))
+        };
+    }
+    of.ports
+        .iter()
+        .find(|(_, p)| p.info.name == arg)
+        .map(|(n, _)| *n)
+        .ok_or_else(|| format!("no port is named \"{arg}\" (give a port number or name)"))
+}
+
+fn opt_rate(r: Option<u64>) -> String {
+    r.map_or_else(|| "none".to_string(), |r| r.to_string())
+}
+
+fn ms(ns: Option<u64>) -> String {
+    ns.map_or_else(
+        || "none".to_string(),
+        |ns| format!("{}.{:03}", ns / 1_000_000, (ns % 1_000_000) / 1_000),
+    )
+}
+
+fn dump_queues(of: &Ofproto, args: &str, _now: u64) -> Result<String, String> {
+    let only = match args.split_whitespace().collect::<Vec<_>>()[..] {
+        [] => None,
+        [p] => Some(find_port(of, p)?),
+        _ => {
+            return Err(format!(
+                "dump-queues takes at most one PORT (got \"{args}\")"
+            ))
+        }
+    };
+    let mut s = String::new();
+    for (&no, p) in &of.ports {
+        if only.is_some_and(|o| o != no) {
+            continue;
+        }
+        let port = port_name(no);
+        if let Some(sched) = of.qos.get(&no) {
+            let port_rate = opt_rate(sched.config().rate);
+            let mut stats = sched.stats();
+            stats.sort_by_key(|q| q.id);
+            for q in stats {
+                s.push_str(&format!(
+                    "port={port} queue={} port_rate={port_rate} priority={} min_rate={} max_rate={} tx_packets={} tx_bytes={} drops_overflow={} drops_aqm={} ecn_marked={} unknown_queue={} backlog_packets={} backlog_bytes={} sojourn_p50_ms={} sojourn_p99_ms={}\n",
+                    q.id,
+                    q.priority,
+                    q.min_rate,
+                    opt_rate(q.max_rate),
+                    q.tx_packets,
+                    q.tx_bytes,
+                    q.drops_overflow,
+                    q.drops_aqm,
+                    q.ecn_marked,
+                    q.unknown_queue,
+                    q.backlog_packets,
+                    q.backlog_bytes,
+                    ms(q.sojourn.quantile(0.5)),
+                    ms(q.sojourn.quantile(0.99)),
+                ));
+            }
+        } else {
+            for (&id, c) in &p.queues {
+                s.push_str(&format!(
+                    "port={port} queue={id} port_rate=none priority=none min_rate=none max_rate=none tx_packets={} tx_bytes={} drops_overflow=0 drops_aqm=0 ecn_marked=0 unknown_queue=0 backlog_packets=0 backlog_bytes=0 sojourn_p50_ms=none sojourn_p99_ms=none\n",
+                    c.tx_packets, c.tx_bytes,
+                ));
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// `port N (name):` and the QoS now in force, after a change.
+fn qos_report(of: &Ofproto, no: u32) -> String {
+    let name = of.ports.get(&no).map_or("", |p| p.info.name.as_str());
+    match of.qos.get(&no) {
+        None => format!("port {} ({name}): not shaped, no queues\n", port_name(no)),
+        Some(sched) => format!(
+            "port {} ({name}):\n{}  default queue: {}\n",
+            port_name(no),
+            crate::config::qos_summary(sched.config()),
+            sched.default_queue()
+        ),
+    }
+}
+
+fn parse_queue_id(v: &str) -> Result<u32, String> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|q| *q <= crate::config::MAX_QUEUE_ID)
+        .ok_or_else(|| {
+            format!(
+                "\"{v}\" is not a queue id (0 to {})",
+                crate::config::MAX_QUEUE_ID
+            )
+        })
+}
+
+fn set_queue(of: &mut Ofproto, args: &str, now: u64) -> Result<String, String> {
+    const USAGE: &str = "set-queue PORT QUEUE_ID [min=RATE] [max=RATE|none] [priority=N]";
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let [p, q, opts @ ..] = &words[..] else {
+        return Err(format!("usage: {USAGE}"));
+    };
+    let no = find_port(of, p)?;
+    let id = parse_queue_id(q)?;
+    let mut cfg = of.port_qos(no).cloned().unwrap_or_default();
+    let mut qc = cfg
+        .queues
+        .iter()
+        .find(|c| c.id == id)
+        .copied()
+        .unwrap_or(QueueConfig {
+            id,
+            min_rate: 0,
+            max_rate: None,
+            priority: crate::config::LOWEST_PRIORITY,
+        });
+    for o in opts {
+        let rate = |v: &str| parse_rate(v).map_err(|e| format!("{o}: {e}"));
+        match o.split_once('=') {
+            Some(("min", "none")) => qc.min_rate = 0,
+            Some(("min", v)) => qc.min_rate = rate(v)?,
+            Some(("max", "none")) => qc.max_rate = None,
+            Some(("max", v)) => {
+                let r = rate(v)?;
+                if r == 0 {
+                    return Err(format!("{o}: a ceiling of zero carries nothing"));
+                }
+                qc.max_rate = Some(r);
+            }
+            Some(("priority", v)) => {
+                qc.priority = v
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| *n <= crate::config::LOWEST_PRIORITY)
+                    .ok_or_else(|| {
+                        format!("{o}: \"{v}\" is not a priority (0, the highest, to 7)")
+                    })?;
+            }
+            _ => return Err(format!("unknown argument \"{o}\" (usage: {USAGE})")),
+        }
+    }
+    if let Some(max) = qc.max_rate {
+        if qc.min_rate > max {
+            return Err(format!(
+                "queue {id}: the guarantee {} is above the ceiling {}",
+                format_rate(qc.min_rate),
+                format_rate(max)
+            ));
+        }
+    }
+    match cfg.queues.iter_mut().find(|c| c.id == id) {
+        Some(c) => *c = qc,
+        None => cfg.queues.push(qc),
+    }
+    of.set_port_qos(no, cfg, now)
+        .map_err(|e| format!("port {}: {e}", port_name(no)))?;
+    Ok(qos_report(of, no))
+}
+
+fn del_queue(of: &mut Ofproto, args: &str, now: u64) -> Result<String, String> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let [p, q] = &words[..] else {
+        return Err("usage: del-queue PORT QUEUE_ID".into());
+    };
+    let no = find_port(of, p)?;
+    let id = parse_queue_id(q)?;
+    let Some(mut cfg) = of.port_qos(no).cloned() else {
+        return Err(format!("port {} has no queues (not shaped)", port_name(no)));
+    };
+    let before = cfg.queues.len();
+    cfg.queues.retain(|c| c.id != id);
+    if cfg.queues.len() == before {
+        return Err(format!("port {} has no queue {id}", port_name(no)));
+    }
+    of.set_port_qos(no, cfg, now)
+        .map_err(|e| format!("port {}: {e}", port_name(no)))?;
+    Ok(qos_report(of, no))
+}
+
+fn set_port_rate(of: &mut Ofproto, args: &str, now: u64) -> Result<String, String> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let [p, r] = &words[..] else {
+        return Err("usage: set-port-rate PORT RATE|none".into());
+    };
+    let no = find_port(of, p)?;
+    let mut cfg = of.port_qos(no).cloned().unwrap_or_default();
+    if *r == "none" {
+        cfg.rate = None;
+        // Queues that neither guarantee nor cap anything mean nothing unshaped: the port
+        // becomes a plain FIFO again.
+        if cfg
+            .queues
+            .iter()
+            .all(|q| q.min_rate == 0 && q.max_rate.is_none())
+        {
+            cfg.queues.clear();
+        }
+    } else {
+        let rate = parse_rate(r).map_err(|e| e.to_string())?;
+        if rate == 0 {
+            return Err(format!("{r:?}: a rate of zero carries nothing"));
+        }
+        cfg.rate = Some(rate);
+    }
+    of.set_port_qos(no, cfg, now)
+        .map_err(|e| format!("port {}: {e}", port_name(no)))?;
+    Ok(qos_report(of, no))
 }
 
 fn trace(of: &mut Ofproto, flow: &str, now: u64) -> Result<String, String> {
@@ -255,11 +520,26 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     UnixListener::bind(path).map_err(ctx)
 }
 
+/// Something to call after a command changed the switch ([`is_change`]): shg-switch wakes
+/// its datapath thread (`DatapathHandle::wake`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
 /// Serves requests until `shutdown` resolves, then removes the socket file.
 pub async fn serve(
     listener: UnixListener,
     of: Arc<Mutex<Ofproto>>,
     clock: Clock,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, of, clock, None, shutdown).await;
+}
+
+/// [`serve`], calling `on_change` after every successful QoS change.
+pub async fn serve_with(
+    listener: UnixListener,
+    of: Arc<Mutex<Ofproto>>,
+    clock: Clock,
+    on_change: Option<Waker>,
     shutdown: impl Future<Output = ()>,
 ) {
     let path: Option<PathBuf> = listener
@@ -272,8 +552,9 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     let of = of.clone();
+                    let on_change = on_change.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &of, clock).await {
+                        if let Err(e) = answer(stream, &of, clock, on_change).await {
                             warn!("control socket request failed: {e}");
                         }
                     });
@@ -291,7 +572,12 @@ pub async fn serve(
     }
 }
 
-async fn answer(stream: UnixStream, of: &Mutex<Ofproto>, clock: Clock) -> io::Result<()> {
+async fn answer(
+    stream: UnixStream,
+    of: &Mutex<Ofproto>,
+    clock: Clock,
+    on_change: Option<Waker>,
+) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     let mut rd = BufReader::new(rd.take(MAX_REQUEST));
@@ -300,6 +586,11 @@ async fn answer(stream: UnixStream, of: &Mutex<Ofproto>, clock: Clock) -> io::Re
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line"))??;
     let now = clock.now();
     let result = execute(&mut lock(of), &line, now);
+    if result.is_ok() && is_change(&line) {
+        if let Some(wake) = &on_change {
+            wake();
+        }
+    }
     let reply = match result {
         Ok(text) => format!("0\n{text}"),
         Err(e) => format!("1\nerror: {e}\n"),

@@ -76,6 +76,10 @@ fn open_ports(c: &Config, of: &mut Ofproto, now: u64) -> Result<Backends, String
         let port = AfPacketPort::open(&p.name).map_err(|e| port_error(&p.number, &p.name, &e))?;
         // No controller is connected yet: PORT_STATUS effects have no one to go to.
         let _ = of.add_port(p.number, port.info(), port.link_up(), now);
+        if let Some(qos) = &p.qos {
+            of.set_port_qos(p.number, qos.clone(), now)
+                .map_err(|e| format!("port {} ({}): QoS: {e}", p.number, p.name))?;
+        }
         ports.push((p.number, Box::new(port)));
     }
     if let Some(name) = &c.local {
@@ -124,9 +128,19 @@ fn run(c: &Config) -> Result<(), String> {
         );
 
         let (stop_ctl, ctl_stopped) = tokio::sync::oneshot::channel::<()>();
-        let ctl_task = tokio::spawn(ctl::serve(ctl_listener, of.clone(), clock, async {
-            let _ = ctl_stopped.await;
-        }));
+        let waker: ctl::Waker = {
+            let dp = dp.clone();
+            Arc::new(move || dp.wake())
+        };
+        let ctl_task = tokio::spawn(ctl::serve_with(
+            ctl_listener,
+            of.clone(),
+            clock,
+            Some(waker),
+            async {
+                let _ = ctl_stopped.await;
+            },
+        ));
         let agent = Agent::new(of, clock, dp.clone());
         agent
             .run(plan, async {

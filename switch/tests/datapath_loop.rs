@@ -168,12 +168,12 @@ fn transmit_sends_in_order_and_counts_unknown_ports() {
     let outs: Vec<Output> = (0..10)
         .map(|s| Output::Port {
             port: 3,
-            queue: 0,
+            queue: None,
             pkt: frame(9, 3, s),
         })
         .chain(std::iter::once(Output::Port {
             port: 77,
-            queue: 0,
+            queue: None,
             pkt: frame(9, 3, 99),
         }))
         .collect();

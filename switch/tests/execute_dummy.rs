@@ -109,7 +109,16 @@ fn run(of: &mut Ofproto, in_port: u32, data: Vec<u8>, now: u64) -> Vec<Output> {
     out
 }
 
+/// (port, queue) of each port output; no set_queue counts as queue 0 (as the counters do).
 fn ports_of(out: &[Output]) -> Vec<(u32, u32)> {
+    queues_of(out)
+        .into_iter()
+        .map(|(p, q)| (p, q.unwrap_or(0)))
+        .collect()
+}
+
+/// (port, queue chosen by set_queue, if any) of each port output.
+fn queues_of(out: &[Output]) -> Vec<(u32, Option<u32>)> {
     out.iter()
         .filter_map(|o| match o {
             Output::Port { port, queue, .. } => Some((*port, *queue)),
@@ -251,11 +260,22 @@ fn set_queue_selects_and_counts_queue() {
         "in_port=1,actions=set_queue:3,output:2,set_queue:1,output:3",
     );
     let out = run(&mut of, 1, tcp4(), 7);
-    assert_eq!(ports_of(&out), vec![(2, 3), (3, 1)]);
+    assert_eq!(queues_of(&out), vec![(2, Some(3)), (3, Some(1))]);
     assert_eq!(of.ports[&2].queues[&3].tx_packets, 1);
     assert_eq!(of.ports[&2].queues[&3].created, 7);
     assert_eq!(of.ports[&3].queues[&1].tx_packets, 1);
     assert_eq!(of.ports[&2].queues[&0].tx_packets, 0);
+}
+
+#[test]
+fn no_set_queue_is_told_from_set_queue_zero() {
+    let mut of = switch();
+    flow(&mut of, "in_port=1,actions=output:2,set_queue:0,output:3");
+    let out = run(&mut of, 1, tcp4(), 7);
+    assert_eq!(queues_of(&out), vec![(2, None), (3, Some(0))]);
+    // An unshaped port counts both on queue 0.
+    assert_eq!(of.ports[&2].queues[&0].tx_packets, 1);
+    assert_eq!(of.ports[&3].queues[&0].tx_packets, 1);
 }
 
 #[test]
@@ -493,6 +513,29 @@ fn mpls_push_pop_and_ttls() {
         64,
         "copy_ttl_out took the IP TTL"
     );
+}
+
+#[test]
+fn tables_after_a_pop_match_the_revealed_headers() {
+    // os-ken tester pattern: pop a header in table 0, match inner fields in table 1.
+    let mut of = switch();
+    flow(&mut of, "in_port=1,ip,actions=push_mpls:0x8847,output:2");
+    flow(
+        &mut of,
+        "table=0,in_port=2,mpls,actions=pop_mpls:0x0800,write_metadata:0x5/0xff,goto_table:1",
+    );
+    flow(&mut of, "table=1,metadata=0x5/0xff,tcp,actions=output:3");
+    flow(&mut of, "table=1,udp,actions=output:4");
+    let out = run(&mut of, 1, tcp4(), 0);
+    let labelled_tcp = only_frame(&out).data.clone();
+    let out = run(&mut of, 1, udp4(), 0);
+    let labelled_udp = only_frame(&out).data.clone();
+    // Before the fix the key of table 1 still said "MPLS, no IP": neither flow matched.
+    let out = run(&mut of, 2, labelled_tcp, 0);
+    assert_eq!(ports_of(&out), vec![(3, 0)], "inner TCP and metadata seen");
+    assert_eq!(only_frame(&out).data, tcp4());
+    let out = run(&mut of, 2, labelled_udp, 0);
+    assert_eq!(ports_of(&out), vec![(4, 0)], "inner UDP seen");
 }
 
 #[test]

@@ -1625,3 +1625,183 @@ fn errors_for_unsupported_messages() {
     assert!(out.sent.is_empty() && out.closed.is_empty());
     assert_eq!(f.of.counters.errors_sent, 6);
 }
+
+// ---------------------------------------------------------------------------------------
+// Egress QoS: QUEUE_GET_CONFIG and queue statistics of a shaped port
+
+#[test]
+fn shaped_port_queue_config_and_stats_come_from_its_scheduler() {
+    use shg_switch::port::Packet;
+    use shg_switch::qos::{PortQosConfig, QueueConfig};
+    let mut f = Fake::new();
+    f.connect(C1, ConnKind::Active);
+    f.port(1, true);
+    f.port(2, true);
+    let t0 = f.now;
+    f.of.set_port_qos(
+        1,
+        PortQosConfig {
+            rate: Some(20_000_000),
+            queues: vec![
+                QueueConfig {
+                    id: 2,
+                    min_rate: 500_000,
+                    max_rate: Some(15_000_000),
+                    priority: 5,
+                },
+                QueueConfig {
+                    id: 1,
+                    min_rate: 6_000_000,
+                    max_rate: None,
+                    priority: 0,
+                },
+            ],
+        },
+        t0,
+    )
+    .expect("valid QoS");
+
+    // QUEUE_GET_CONFIG: tenths of a percent of the shaped 20 Mbit/s; no ceiling: omitted.
+    match f
+        .send(C1, &Message::QueueGetConfigRequest { port: 1 })
+        .one(C1)
+    {
+        Message::QueueGetConfigReply { port, queues } => {
+            assert_eq!(port, 1);
+            let got: Vec<(u32, Vec<QueueProp>)> = queues
+                .iter()
+                .map(|q| (q.queue_id, q.properties.clone()))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (1, vec![QueueProp::MinRate(300)]),
+                    (2, vec![QueueProp::MinRate(25), QueueProp::MaxRate(750)]),
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // OFPP_ANY: the shaped port's queues, then the unshaped port's queue 0 (no properties).
+    match f
+        .send(C1, &Message::QueueGetConfigRequest { port: port::ANY })
+        .one(C1)
+    {
+        Message::QueueGetConfigReply { queues, .. } => {
+            let ids: Vec<(u32, u32)> = queues.iter().map(|q| (q.port, q.queue_id)).collect();
+            assert_eq!(ids, vec![(1, 1), (1, 2), (2, 0)]);
+            assert!(queues[2].properties.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Frames through the scheduler: queue 1 gets two, queue 2 (the default) one unknown id.
+    let frame = |n: usize| Packet::plain(vec![0xab; n]);
+    let mut outs = vec![
+        Output::Port {
+            port: 1,
+            queue: Some(1),
+            pkt: frame(100),
+        },
+        Output::Port {
+            port: 1,
+            queue: Some(1),
+            pkt: frame(200),
+        },
+        Output::Port {
+            port: 1,
+            queue: Some(99),
+            pkt: frame(300),
+        },
+        Output::Port {
+            port: 2,
+            queue: None,
+            pkt: frame(60),
+        },
+    ];
+    f.now += SEC;
+    let r = f.of.enqueue_shaped(&mut outs, f.now);
+    assert_eq!(r.enqueued, 3);
+    assert_eq!(outs.len(), 1, "the unshaped port's output stays: {outs:?}");
+    assert_eq!(
+        f.of.ports[&1].counters.tx_packets, 0,
+        "counted when it leaves"
+    );
+    let mut due = Vec::new();
+    assert_eq!(f.of.dequeue_shaped(f.now, 64, &mut due).sent, 3);
+    assert_eq!(f.of.ports[&1].counters.tx_packets, 3);
+    assert_eq!(f.of.ports[&1].counters.tx_bytes, 600);
+    assert_eq!(f.of.next_qos_wakeup(), None, "empty: nothing to wake for");
+
+    f.now += SEC;
+    match &f.multipart(
+        C1,
+        MultipartRequest::Queue {
+            port_no: 1,
+            queue_id: OFPQ_ALL,
+        },
+    )[..]
+    {
+        [MultipartReply::Queue(v)] => {
+            let got: Vec<(u32, u64, u64, u64, u32)> = v
+                .iter()
+                .map(|q| {
+                    (
+                        q.queue_id,
+                        q.tx_packets,
+                        q.tx_bytes,
+                        q.tx_errors,
+                        q.duration_sec,
+                    )
+                })
+                .collect();
+            assert_eq!(got, vec![(1, 2, 300, 0, 2), (2, 1, 300, 0, 2)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Queue 0 is not a queue of the shaped port.
+    check_error(
+        &mut f,
+        C1,
+        &Message::MultipartRequest {
+            flags: 0,
+            body: MultipartRequest::Queue {
+                port_no: 1,
+                queue_id: 0,
+            },
+        },
+        ErrorCode::QueueOpFailed(QueueOpFailedCode::BadQueue),
+    );
+    // A flow with set_queue to an id the port lacks is accepted (as OVS).
+    f.add_flow(C1, "in_port=2,actions=set_queue:77,output:1");
+
+    // Reconfiguring (e.g. `shgctl switch set-queue`) changes what QUEUE_GET_CONFIG says.
+    let mut cfg = f.of.port_qos(1).cloned().expect("shaped");
+    cfg.rate = Some(10_000_000);
+    // A ceiling above the port's rate is refused: lower it too.
+    for q in cfg.queues.iter_mut().filter(|q| q.id == 2) {
+        q.max_rate = Some(10_000_000);
+    }
+    f.of.set_port_qos(1, cfg, f.now).expect("still valid");
+    match f
+        .send(C1, &Message::QueueGetConfigRequest { port: 1 })
+        .one(C1)
+    {
+        Message::QueueGetConfigReply { queues, .. } => {
+            assert_eq!(queues[0].properties, vec![QueueProp::MinRate(600)]);
+            assert_eq!(
+                queues[1].properties,
+                vec![QueueProp::MinRate(50), QueueProp::MaxRate(1000)]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // An invalid change is refused with the scheduler's words, and nothing changes.
+    let mut bad = f.of.port_qos(1).cloned().expect("shaped");
+    bad.queues[0].min_rate = 50_000_000;
+    assert!(f.of.set_port_qos(1, bad, f.now).is_err());
+    assert_eq!(f.of.port_qos(1).map(|c| c.rate), Some(Some(10_000_000)));
+    // Removing the port removes its scheduler.
+    f.of.remove_port(1, f.now);
+    assert!(f.of.qos.is_empty());
+}

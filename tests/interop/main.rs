@@ -7,7 +7,9 @@
 //! - `ovs_ofctl_manages_flows_meters_groups` — ovs-ofctl against `--listen ptcp:`;
 //! - `ovs_testcontroller_over_tls_pings` — ovs-testcontroller over pssl with an openssl-made CA;
 //! - `tshark_sees_no_malformed_openflow` — captures (a) and (b) style sessions;
-//! - `osken_switch_tester_subset` (tester.rs) — os-ken's OF1.3 switch tester on a curated subset.
+//! - `osken_switch_tester_subset` (tester.rs) — os-ken's OF1.3 switch tester on a curated subset;
+//! - `ovs_ofctl_reads_queue_config_and_stats` (qos.rs) — ovs-ofctl queue-get-config, queue-stats
+//!   and dump-ports against a shg-switch with a shaped port and queues from its TOML file.
 //!
 //! They need root; without it they print SKIP and pass. Logs of a failing test are kept under
 //! target/tmp/interop-*.
@@ -15,6 +17,7 @@
 #[path = "../common/netns.rs"]
 mod netns;
 mod ofctl;
+mod qos;
 mod tester;
 mod topo;
 

@@ -24,6 +24,7 @@ use super::normal::{self, NormalDecision};
 use super::{Output, PacketInEvent};
 use crate::ofproto::{FailOpen, Ofproto, PortState, QueueCounters};
 use crate::port::{Packet, VnetHdr};
+use crate::qos::sched::PortScheduler;
 use shg_flows::action::{port, Action, Instruction, OFPCML_NO_BUFFER};
 use shg_flows::field::{Field, FlowKey};
 use shg_flows::group::{GroupTable, Selection};
@@ -104,6 +105,9 @@ pub(crate) struct Env<'a> {
     pub(crate) groups: &'a mut GroupTable,
     pub(crate) meters: &'a mut MeterTable,
     pub(crate) ports: &'a mut BTreeMap<u32, PortState>,
+    /// Schedulers of the shaped ports: outputs to them are counted when they leave the
+    /// scheduler, not here (see `ofproto/ports.rs`).
+    pub(crate) shaped: &'a BTreeMap<u32, PortScheduler>,
     pub(crate) mac_table: &'a mut normal::MacTable,
     pub(crate) miss_send_len: u16,
     /// Ports live for fast-failover and select groups (snapshot taken before execution).
@@ -161,8 +165,9 @@ pub(crate) struct Frame {
     pub(crate) lay: Layers,
     pub(crate) metadata: u64,
     pub(crate) tunnel_id: u64,
-    /// The queue the last set_queue chose (0 by default).
-    pub(crate) queue: u32,
+    /// The queue the last set_queue chose (`None`: no set_queue; an unshaped port counts it
+    /// on queue 0, a shaped port puts it in its default queue).
+    pub(crate) queue: Option<u32>,
     /// The key extracted (with in_port 0) from the bytes as received, while they are
     /// unchanged; None once an action may have rewritten them.
     parsed: Option<FlowKey>,
@@ -193,7 +198,7 @@ impl Frame {
             lay,
             metadata: 0,
             tunnel_id: 0,
-            queue: 0,
+            queue: None,
             parsed: Some(k),
             deferral: Cell::new(Deferral::Off),
         }
@@ -248,6 +253,7 @@ impl<'a> Env<'a> {
             ports,
             mac_table,
             miss_send_len,
+            qos,
             ..
         } = of;
         Env {
@@ -255,6 +261,7 @@ impl<'a> Env<'a> {
             groups,
             meters,
             ports,
+            shaped: qos,
             mac_table,
             miss_send_len: *miss_send_len,
             live_ports,
@@ -335,114 +342,129 @@ impl<'a> Env<'a> {
     fn pipeline(&mut self, mut fr: Frame, ctx: Ctx) -> Frame {
         let key = fr.key(ctx.in_port);
         let len = u64::try_from(fr.len()).unwrap_or(u64::MAX);
-        let res: PipelineResult = self.tables.lookup(&key, len, self.now);
+        let mut res: PipelineResult = self.tables.lookup(&key, len, self.now);
         fr.tunnel_id = key.get_u64(Field::TunnelId);
-        let mut next = 0usize;
         let mut last = ctx;
-        for step in &res.trace {
-            let Some(hit) = &step.hit else {
-                if self.fail_open == FailOpen::MissNormal {
-                    self.note_raw(|| {
-                        format!(
-                            "{:2}. No match, fail mode standalone without controllers: NORMAL",
-                            step.table_id
-                        )
-                    });
-                    let miss_ctx = Ctx {
-                        table_id: step.table_id,
-                        ..ctx
-                    };
-                    self.normal(&fr, miss_ctx);
-                } else {
-                    self.note_raw(|| {
-                        format!("{:2}. No match: drop (no table-miss flow)", step.table_id)
-                    });
-                }
-                return fr;
-            };
-            let step_ctx = Ctx {
-                table_id: step.table_id,
-                cookie: hit.cookie,
-                table_miss: hit.is_table_miss(),
-                ..ctx
-            };
-            last = step_ctx;
-            fr.metadata = step.key.get_u64(Field::Metadata);
-            if self.tracing() {
-                let mut parts = vec![format!("priority={}", hit.priority)];
-                let m = text::format_match(&hit.r#match);
-                if !m.is_empty() {
-                    parts.push(m);
-                }
-                if hit.cookie != 0 {
-                    parts.push(format!("cookie={:#x}", hit.cookie));
-                }
-                let miss = if hit.is_table_miss() {
-                    " (table-miss)"
-                } else {
-                    ""
+        loop {
+            let mut next = 0usize;
+            for step in &res.trace {
+                let Some(hit) = &step.hit else {
+                    if self.fail_open == FailOpen::MissNormal {
+                        self.note_raw(|| {
+                            format!(
+                                "{:2}. No match, fail mode standalone without controllers: NORMAL",
+                                step.table_id
+                            )
+                        });
+                        let miss_ctx = Ctx {
+                            table_id: step.table_id,
+                            ..ctx
+                        };
+                        self.normal(&fr, miss_ctx);
+                    } else {
+                        self.note_raw(|| {
+                            format!("{:2}. No match: drop (no table-miss flow)", step.table_id)
+                        });
+                    }
+                    return fr;
                 };
-                let acts = text::format_instructions(&hit.instructions);
-                let line = format!(
-                    "{:2}. {} actions={acts}{miss}",
-                    step.table_id,
-                    parts.join(",")
-                );
-                self.note_raw(|| line);
-            }
-            for i in &hit.instructions {
-                if let Instruction::Meter(id) = i {
-                    if !self.meter(&mut fr, *id, 0) {
-                        return fr;
+                let step_ctx = Ctx {
+                    table_id: step.table_id,
+                    cookie: hit.cookie,
+                    table_miss: hit.is_table_miss(),
+                    ..ctx
+                };
+                last = step_ctx;
+                fr.metadata = step.key.get_u64(Field::Metadata);
+                if self.tracing() {
+                    let mut parts = vec![format!("priority={}", hit.priority)];
+                    let m = text::format_match(&hit.r#match);
+                    if !m.is_empty() {
+                        parts.push(m);
+                    }
+                    if hit.cookie != 0 {
+                        parts.push(format!("cookie={:#x}", hit.cookie));
+                    }
+                    let miss = if hit.is_table_miss() {
+                        " (table-miss)"
+                    } else {
+                        ""
+                    };
+                    let acts = text::format_instructions(&hit.instructions);
+                    let line = format!(
+                        "{:2}. {} actions={acts}{miss}",
+                        step.table_id,
+                        parts.join(",")
+                    );
+                    self.note_raw(|| line);
+                }
+                for i in &hit.instructions {
+                    if let Instruction::Meter(id) = i {
+                        if !self.meter(&mut fr, *id, 0) {
+                            return fr;
+                        }
+                    }
+                }
+                let n_apply: usize = hit
+                    .instructions
+                    .iter()
+                    .map(|i| match i {
+                        Instruction::ApplyActions(a) => a.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                let end = next.saturating_add(n_apply).min(res.actions.len());
+                let acts = res.actions.get(next..end).unwrap_or(&[]);
+                next = end;
+                if self.actions(&mut fr, acts, step_ctx) == Flow::Stop {
+                    return fr;
+                }
+                if self.tracing() {
+                    for i in &hit.instructions {
+                        let line = match i {
+                            Instruction::ClearActions => {
+                                Some("clear_actions: action set emptied".into())
+                            }
+                            Instruction::WriteActions(a) => Some(format!(
+                                "write_actions({}): into the action set",
+                                text::format_actions(a)
+                            )),
+                            Instruction::WriteMetadata { metadata, mask } => {
+                                Some(format!("write_metadata:{metadata:#x}/{mask:#x}"))
+                            }
+                            Instruction::GotoTable(t) => Some(format!("goto_table:{t}")),
+                            _ => None,
+                        };
+                        if let Some(l) = line {
+                            self.note(0, || l);
+                        }
                     }
                 }
             }
-            let n_apply: usize = hit
-                .instructions
-                .iter()
-                .map(|i| match i {
-                    Instruction::ApplyActions(a) => a.len(),
-                    _ => 0,
-                })
-                .sum();
-            let end = next.saturating_add(n_apply).min(res.actions.len());
-            let acts = res.actions.get(next..end).unwrap_or(&[]);
-            next = end;
-            if self.actions(&mut fr, acts, step_ctx) == Flow::Stop {
+            if res.missed {
                 return fr;
             }
-            if self.tracing() {
-                for i in &hit.instructions {
-                    let line = match i {
-                        Instruction::ClearActions => {
-                            Some("clear_actions: action set emptied".into())
-                        }
-                        Instruction::WriteActions(a) => Some(format!(
-                            "write_actions({}): into the action set",
-                            text::format_actions(a)
-                        )),
-                        Instruction::WriteMetadata { metadata, mask } => {
-                            Some(format!("write_metadata:{metadata:#x}/{mask:#x}"))
-                        }
-                        Instruction::GotoTable(t) => Some(format!("goto_table:{t}")),
-                        _ => None,
-                    };
-                    if let Some(l) = line {
-                        self.note(0, || l);
-                    }
-                }
+            fr.metadata = res.key.get_u64(Field::Metadata);
+            if let Some(resume) = res.resume.take() {
+                // A pop (or push_pbb) changed which headers the packet has: parse it again and
+                // go on to the next table with the new key (flows' FlowTables::lookup_resume).
+                let key = fr.key(ctx.in_port);
+                self.note_raw(|| {
+                    format!(
+                        "    headers changed: packet parsed again, continuing at table {}",
+                        resume.table_id
+                    )
+                });
+                res = self.tables.lookup_resume(resume, &key, len, self.now);
+                continue;
             }
-        }
-        if res.missed {
+            let set = res.actions.get(next..).unwrap_or(&[]);
+            if !set.is_empty() {
+                self.note_raw(|| format!("    action set: {}", text::format_actions(set)));
+                self.actions(&mut fr, set, last);
+            }
             return fr;
         }
-        fr.metadata = res.key.get_u64(Field::Metadata);
-        let set = res.actions.get(next..).unwrap_or(&[]);
-        if !set.is_empty() {
-            self.note_raw(|| format!("    action set: {}", text::format_actions(set)));
-            self.actions(&mut fr, set, last);
-        }
-        fr
     }
 
     /// Runs a meter; false when the packet is dropped.
@@ -502,7 +524,7 @@ impl<'a> Env<'a> {
                 self.group(fr, *g, ctx);
                 return Flow::Go;
             }
-            Action::SetQueue(q) => fr.queue = *q,
+            Action::SetQueue(q) => fr.queue = Some(*q),
             Action::DecNwTtl | Action::DecMplsTtl => {
                 self.before_write(fr);
                 let r = if matches!(a, Action::DecNwTtl) {
@@ -676,14 +698,38 @@ impl<'a> Env<'a> {
             self.note(d, || format!("  port {p} is {why}, dropped"));
             return;
         }
-        ps.counters.tx_packets = ps.counters.tx_packets.saturating_add(1);
-        ps.counters.tx_bytes = ps.counters.tx_bytes.saturating_add(len);
-        let q = ps.queues.entry(fr.queue).or_insert(QueueCounters {
-            created: now,
-            ..Default::default()
-        });
-        q.tx_packets = q.tx_packets.saturating_add(1);
-        q.tx_bytes = q.tx_bytes.saturating_add(len);
+        if let Some(sched) = self.shaped.get(&p) {
+            // Counted (port and queue) when it leaves the scheduler.
+            if self.trace.is_some() {
+                let known = fr
+                    .queue
+                    .filter(|q| sched.config().queues.iter().any(|c| c.id == *q));
+                let line = match (fr.queue, known) {
+                    (_, Some(q)) => format!("  port {p} is shaped: enqueued on queue {q}"),
+                    (None, _) => format!(
+                        "  port {p} is shaped: enqueued on its default queue {}",
+                        sched.default_queue()
+                    ),
+                    (Some(q), None) => format!(
+                        "  port {p} is shaped and has no queue {q}: enqueued on its default queue {}",
+                        sched.default_queue()
+                    ),
+                };
+                self.note(d, || line);
+            }
+        } else {
+            ps.counters.tx_packets = ps.counters.tx_packets.saturating_add(1);
+            ps.counters.tx_bytes = ps.counters.tx_bytes.saturating_add(len);
+            let q = ps
+                .queues
+                .entry(fr.queue.unwrap_or(0))
+                .or_insert(QueueCounters {
+                    created: now,
+                    ..Default::default()
+                });
+            q.tx_packets = q.tx_packets.saturating_add(1);
+            q.tx_bytes = q.tx_bytes.saturating_add(len);
+        }
         let pkt = match fr.deferral.get() {
             Deferral::Off => fr.pkt.clone_pooled(),
             Deferral::Armed | Deferral::Pending(_) => {

@@ -7,9 +7,10 @@
 //!
 //! # The loop
 //!
-//! One thread blocks in `poll(2)` on every port's fd, a wake eventfd (commands from the
-//! agent: PACKET_OUT frames, port changes, shutdown) and the netlink link watcher. Nothing
-//! else wakes it: at rest it uses no CPU. After a wake-up that received frames it keeps
+//! One thread blocks in `ppoll(2)` on every port's fd, a wake eventfd (commands from the
+//! agent: PACKET_OUT frames, port changes, shutdown; QoS changes from the control socket) and
+//! the netlink link watcher, with a timeout only while a shaped port holds frames (see
+//! "Shaped ports"). Nothing else wakes it: at rest it uses no CPU. After a wake-up that received frames it keeps
 //! polling with a zero timeout for up to [`SPIN`] more (the window restarts whenever more
 //! frames arrive) before it blocks again: under load the next batch, and for a
 //! request/response the reply, usually arrive within that window, which saves the sleep and
@@ -22,10 +23,24 @@
 //! port is the order of processing, so frames of one flow are never reordered), and forwards
 //! controller-bound frames to the agent as [`DpEvent::PacketIn`].
 //!
-//! Counters: `execute` counts tx_packets/tx_bytes when it emits a frame; frames a backend
+//! Counters: `execute` counts tx_packets/tx_bytes when it emits a frame (to a shaped port:
+//! `dequeue_shaped`, when the frame leaves the scheduler); frames a backend
 //! then fails to send are moved from tx_packets/tx_bytes to tx_dropped the next time the loop
 //! holds the lock (or, when idle, right after the send if the lock is free). Outputs to a port
 //! the datapath does not have are counted in [`DatapathStats::no_such_port`].
+//!
+//! # Shaped ports
+//!
+//! Outputs to a port with an egress scheduler (`Ofproto::qos`) are not sent directly: while
+//! the loop still holds the lock after a batch (or a PACKET_OUT), `Ofproto::enqueue_shaped`
+//! splits them into wire-size frames and enqueues them at `now`, then
+//! `Ofproto::dequeue_shaped` takes what every shaped port has due (at most [`QOS_BATCH`] per
+//! port) and those frames are sent like any other. The loop then sleeps until the earliest
+//! `next_wakeup` of any scheduler, with nanosecond resolution (`ppoll`, timer slack
+//! [`TIMER_SLACK_NS`]); with every scheduler empty it sleeps without a timeout. A timer
+//! expiry takes the due frames under the lock ([`DatapathStats::qos_timer_wakeups`]).
+//! Tx counters of a shaped port count frames when they leave the scheduler; refusals count
+//! in the port's tx_dropped ([`DatapathStats::qos_drops`], [`DatapathStats::gso_split_errors`]).
 //!
 //! Link state: kernel ports (with an ifindex) follow netlink RTM_NEWLINK/DELLINK events (after
 //! a netlink overrun, every kernel port is re-read with `link_up()`); ports without an ifindex
@@ -39,7 +54,7 @@ pub mod segment;
 pub mod trace;
 
 use crate::ofproto::Ofproto;
-use crate::port::dummy::{poll, EventFd};
+use crate::port::dummy::{ppoll, set_timer_slack, EventFd};
 use crate::port::link::LinkWatcher;
 use crate::port::{Packet, PortBackend};
 use shg_flows::matches::Match;
@@ -59,8 +74,14 @@ use tokio::sync::mpsc::UnboundedSender;
     reason = "PACKET_INs are rare next to port outputs; boxing would change the API shared with execute/agent"
 )]
 pub enum Output {
-    /// Out of a switch port (physical or LOCAL), on an egress queue.
-    Port { port: u32, queue: u32, pkt: Packet },
+    /// Out of a switch port (physical or LOCAL), on the egress queue a set_queue chose
+    /// (`None`: no set_queue — an unshaped port counts it on queue 0, a shaped port puts it
+    /// in its default queue). Frames leaving a scheduler carry `None`.
+    Port {
+        port: u32,
+        queue: Option<u32>,
+        pkt: Packet,
+    },
     /// To the controller(s) as PACKET_IN (the agent applies roles and async masks).
     Controller(PacketInEvent),
 }
@@ -100,6 +121,11 @@ pub const SPIN: Duration = Duration::from_micros(50);
 /// Consecutive "ready but nothing received, with an error condition" turns after which a
 /// port's fd is taken out of the poll set (it would otherwise make the loop spin).
 const MAX_FUTILE_WAKEUPS: u32 = 1000;
+/// Frames taken from one shaped port's scheduler per pass (more due: the next pass follows
+/// at once).
+pub const QOS_BATCH: usize = 64;
+/// The datapath thread's timer slack: how late the kernel may end a shaper's timed sleep.
+pub const TIMER_SLACK_NS: u64 = 1_000;
 
 /// Datapath-wide counters (monotonic), readable from any thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,6 +151,14 @@ pub struct DatapathStats {
     pub events_lost: u64,
     /// Ports taken out of the poll set because their fd kept reporting errors.
     pub ports_disabled: u64,
+    /// Times the loop woke because a shaped port had a frame due (timer expiry).
+    pub qos_timer_wakeups: u64,
+    /// Wire-size frames enqueued on shaped ports' schedulers.
+    pub qos_enqueued: u64,
+    /// Frames a scheduler refused (queue full) or its AQM dropped.
+    pub qos_drops: u64,
+    /// GSO frames to a shaped port that could not be split into wire-size frames (dropped).
+    pub gso_split_errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -140,6 +174,10 @@ struct AtomicStats {
     packet_ins: AtomicU64,
     events_lost: AtomicU64,
     ports_disabled: AtomicU64,
+    qos_timer_wakeups: AtomicU64,
+    qos_enqueued: AtomicU64,
+    qos_drops: AtomicU64,
+    gso_split_errors: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -161,6 +199,10 @@ impl AtomicStats {
             packet_ins: g(&self.packet_ins),
             events_lost: g(&self.events_lost),
             ports_disabled: g(&self.ports_disabled),
+            qos_timer_wakeups: g(&self.qos_timer_wakeups),
+            qos_enqueued: g(&self.qos_enqueued),
+            qos_drops: g(&self.qos_drops),
+            gso_split_errors: g(&self.gso_split_errors),
         }
     }
 }
@@ -223,6 +265,13 @@ impl DatapathHandle {
     /// Removes a port; its backend is closed by the datapath thread.
     pub fn remove_port(&self, port_no: u32) {
         self.shared.push(Cmd::RemovePort(port_no));
+    }
+
+    /// Wakes the thread to re-read the shaped ports' schedulers (after a QoS change made
+    /// under the `Ofproto` lock, e.g. by the control socket), so a changed next departure
+    /// takes effect at once.
+    pub fn wake(&self) {
+        self.shared.wake.notify();
     }
 
     /// The datapath thread's name (`shg-dp<N>`, unique in the process; also its `comm` in
@@ -298,6 +347,7 @@ pub fn spawn(
         outputs: Vec::new(),
         to_flush: Vec::new(),
         pending: BTreeMap::new(),
+        qos_deadline: None,
     };
     for (no, backend) in ports {
         dp.add_port(no, backend);
@@ -352,6 +402,9 @@ struct Loop {
     outputs: Vec<Output>,
     to_flush: Vec<usize>,
     pending: BTreeMap<u32, PendingDrops>,
+    /// When a shaped port next has a frame due (None: every scheduler is empty), as last
+    /// read under the lock.
+    qos_deadline: Option<u64>,
 }
 
 fn lock(of: &Mutex<Ofproto>) -> MutexGuard<'_, Ofproto> {
@@ -361,6 +414,9 @@ fn lock(of: &Mutex<Ofproto>) -> MutexGuard<'_, Ofproto> {
 
 impl Loop {
     fn run(mut self) {
+        if let Err(e) = set_timer_slack(TIMER_SLACK_NS) {
+            tracing::debug!(error = %e, "datapath: cannot lower the timer slack");
+        }
         let mut poll_failures: u64 = 0;
         // Until when to poll without blocking (set after receiving frames).
         let mut spin_until: Option<Instant> = None;
@@ -372,16 +428,27 @@ impl Loop {
             if self.layout_dirty {
                 self.rebuild_pollfds();
             }
-            let timeout = match spin_until {
-                Some(t) if Instant::now() < t => 0,
-                _ => {
-                    spin_until = None;
-                    -1
-                }
+            let spinning = matches!(spin_until, Some(t) if Instant::now() < t);
+            if !spinning {
+                spin_until = None;
+            }
+            // Sleep until the next departure of a shaped port, if any; spinning polls.
+            let qos_in = self
+                .qos_deadline
+                .map(|t| Duration::from_nanos(t.saturating_sub((self.clock)())));
+            let timeout = if spinning {
+                Some(Duration::ZERO)
+            } else {
+                qos_in
             };
-            match poll(&mut self.pollfds, timeout) {
-                Ok(0) if timeout == 0 => {
-                    bump(&self.shared.stats.spin_polls, 1);
+            match ppoll(&mut self.pollfds, timeout) {
+                Ok(0) => {
+                    if self.qos_due() {
+                        bump(&self.shared.stats.qos_timer_wakeups, 1);
+                        self.qos_pass();
+                    } else if spinning {
+                        bump(&self.shared.stats.spin_polls, 1);
+                    }
                     continue;
                 }
                 Ok(_) => {}
@@ -395,7 +462,8 @@ impl Loop {
                 }
             }
             bump(&self.shared.stats.wakeups, 1);
-            if self.pollfds[0].revents != 0 {
+            let woken = self.pollfds[0].revents != 0;
+            if woken {
                 self.shared.wake.drain();
                 self.run_commands();
             }
@@ -416,6 +484,10 @@ impl Loop {
                 }
             }
             self.poll_links_without_ifindex();
+            // A wake-up may come from a QoS change (control socket): re-read the schedulers.
+            if woken || self.qos_due() {
+                self.qos_pass();
+            }
             if !self.pending.is_empty() {
                 if let Ok(mut of) = self.of.try_lock() {
                     Self::apply_pending(&mut self.pending, &mut of);
@@ -426,6 +498,60 @@ impl Loop {
             let mut of = lock(&self.of);
             Self::apply_pending(&mut self.pending, &mut of);
         }
+    }
+
+    /// Whether a shaped port has a frame due now.
+    fn qos_due(&self) -> bool {
+        self.qos_deadline.is_some_and(|t| t <= (self.clock)())
+    }
+
+    /// Takes the frames due from every shaped port and sends them; notes the next deadline.
+    fn qos_pass(&mut self) {
+        let now = (self.clock)();
+        {
+            let mut of = lock(&self.of);
+            Self::apply_pending(&mut self.pending, &mut of);
+            Self::shape(
+                &mut of,
+                &mut self.outputs,
+                &self.shared.stats,
+                &mut self.qos_deadline,
+                now,
+            );
+        }
+        self.dispatch();
+    }
+
+    /// Under the lock: moves the `outputs` bound for shaped ports into their schedulers,
+    /// appends what is due from every shaped port, and notes the next deadline.
+    fn shape(
+        of: &mut Ofproto,
+        outputs: &mut Vec<Output>,
+        stats: &AtomicStats,
+        deadline: &mut Option<u64>,
+        now: u64,
+    ) {
+        if of.qos.is_empty() {
+            *deadline = None;
+            return;
+        }
+        let r = of.enqueue_shaped(outputs, now);
+        bump(&stats.qos_enqueued, r.enqueued);
+        bump(&stats.qos_drops, r.dropped);
+        if r.split_errors > 0 {
+            let before = stats
+                .gso_split_errors
+                .fetch_add(r.split_errors, Ordering::Relaxed);
+            if (before + 1..=before + r.split_errors).any(crate::port::afpacket::should_log) {
+                tracing::warn!(
+                    total = before + r.split_errors,
+                    "datapath: GSO frames to a shaped port could not be split (dropped)"
+                );
+            }
+        }
+        let d = of.dequeue_shaped(now, QOS_BATCH, outputs);
+        bump(&stats.qos_drops, d.aqm_dropped);
+        *deadline = of.next_qos_wakeup();
     }
 
     fn rebuild_pollfds(&mut self) {
@@ -461,6 +587,21 @@ impl Loop {
             match cmd {
                 Cmd::Transmit(outputs) => {
                     self.outputs.extend(outputs);
+                    if self
+                        .outputs
+                        .iter()
+                        .any(|o| matches!(o, Output::Port { .. }))
+                    {
+                        let now = (self.clock)();
+                        let mut of = lock(&self.of);
+                        Self::shape(
+                            &mut of,
+                            &mut self.outputs,
+                            &self.shared.stats,
+                            &mut self.qos_deadline,
+                            now,
+                        );
+                    }
                     self.dispatch();
                 }
                 Cmd::AddPort(no, backend) => self.add_port(no, backend),
@@ -597,6 +738,13 @@ impl Loop {
             for pkt in self.rx.drain(..) {
                 execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
             }
+            Self::shape(
+                &mut of,
+                &mut self.outputs,
+                &self.shared.stats,
+                &mut self.qos_deadline,
+                now,
+            );
         }
         self.dispatch();
         true

@@ -58,6 +58,7 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
             groups: &mut groups,
             meters: &mut meters,
             ports: &mut ports,
+            shaped: &of.qos,
             mac_table: &mut mac_table,
             miss_send_len: of.miss_send_len,
             live_ports,
@@ -89,17 +90,24 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
     Ok(s)
 }
 
-/// `output:2,output:3(queue 1),controller(reason=action,...)`, or `drop`.
+/// `output:2,output:3(queue 1),controller(reason=action,...)`, or `drop` (`(queue N)` when
+/// a set_queue chose one, `set_queue:0` included).
 fn datapath_actions(outs: &[Output]) -> String {
     if outs.is_empty() {
         return "drop".into();
     }
     outs.iter()
         .map(|o| match o {
-            Output::Port { port, queue: 0, .. } => {
+            Output::Port {
+                port, queue: None, ..
+            } => {
                 format!("output:{}", text::value::format_port(*port))
             }
-            Output::Port { port, queue, .. } => {
+            Output::Port {
+                port,
+                queue: Some(queue),
+                ..
+            } => {
                 format!("output:{}(queue {queue})", text::value::format_port(*port))
             }
             Output::Controller(ev) => {

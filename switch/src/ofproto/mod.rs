@@ -40,6 +40,14 @@
 //!   requests on one connection is OFPBRC_MULTIPART_BUFFER_OVERFLOW. TABLE_FEATURES with a
 //!   body (or REQ_MORE) is OFPTFFC_EPERM, as OVS: table features are fixed here.
 //! - Replies bigger than one message are split into several with OFPMPF_REPLY_MORE.
+//! - `set_queue` to a queue id the output port lacks is accepted (OVS does not refuse
+//!   unknown queue ids either: queues may be configured after the flows): on a shaped port
+//!   the frame goes to the port's default queue and counts in that queue's
+//!   `unknown_queue`; on an unshaped port the queue's counters appear in QUEUE stats.
+//! - QUEUE_GET_CONFIG of a shaped port lists its scheduler's queues with OFPQT_MIN_RATE /
+//!   OFPQT_MAX_RATE in tenths of a percent of the port's shaped rate (rounded, at most
+//!   1000); a rate not configured (no guarantee, no ceiling) is omitted. Queue stats of a
+//!   shaped port are the scheduler's: tx_errors counts its drops (overflow and AQM).
 
 mod conn;
 mod multipart;
@@ -47,6 +55,7 @@ mod ports;
 
 pub use conn::{default_async_config, ConnState, PendingMultipart, Phase};
 pub use multipart::{table_features, MAX_PENDING_MULTIPART, MAX_REPLY_BODY};
+pub use ports::{tenths_of_percent, QosDequeue, QosEnqueue};
 
 use crate::datapath::{Output, PacketInEvent};
 use crate::port::PortInfo;
@@ -245,8 +254,13 @@ pub struct Ofproto {
     pub conns: BTreeMap<ConnId, ConnState>,
     /// The master election generation id of the last MASTER/SLAVE role request, once one came.
     pub generation_id: Option<u64>,
-    /// Queue rates by (port, queue), for QUEUE_GET_CONFIG (set by whoever configures QoS).
+    /// Queue rates by (port, queue), for QUEUE_GET_CONFIG of unshaped ports (set with
+    /// [`Ofproto::set_queue`]).
     pub queue_rates: BTreeMap<(u32, u32), QueueRates>,
+    /// Egress schedulers of the shaped ports, by port number (see `ports.rs`): set from the
+    /// configuration at start and by `shgctl switch set-queue`; the datapath enqueues and
+    /// dequeues under the same lock as its lookups.
+    pub qos: BTreeMap<u32, crate::qos::sched::PortScheduler>,
     pub counters: OfprotoCounters,
     /// Earliest time a flow may expire (never later than the truth; `tick` recomputes it).
     expiry_hint: Option<u64>,
@@ -299,6 +313,7 @@ impl Ofproto {
             conns: BTreeMap::new(),
             generation_id: None,
             queue_rates: BTreeMap::new(),
+            qos: BTreeMap::new(),
             counters: OfprotoCounters::default(),
             expiry_hint: None,
             refs_dirty: false,
@@ -830,6 +845,28 @@ impl Ofproto {
         };
         let mut out = Vec::new();
         for p in ports {
+            if let Some(cfg) = self.port_qos(p.port_no) {
+                let base = cfg.rate.unwrap_or(u64::from(p.info.curr_speed_kbps) * 1000);
+                let mut queues = cfg.queues.clone();
+                queues.sort_by_key(|q| q.id);
+                for q in queues {
+                    let mut properties = Vec::new();
+                    if q.min_rate > 0 {
+                        if let Some(r) = tenths_of_percent(q.min_rate, base) {
+                            properties.push(QueueProp::MinRate(r));
+                        }
+                    }
+                    if let Some(r) = q.max_rate.and_then(|m| tenths_of_percent(m, base)) {
+                        properties.push(QueueProp::MaxRate(r));
+                    }
+                    out.push(PacketQueue {
+                        queue_id: q.id,
+                        port: p.port_no,
+                        properties,
+                    });
+                }
+                continue;
+            }
             for &queue_id in p.queues.keys() {
                 let rates = self
                     .queue_rates

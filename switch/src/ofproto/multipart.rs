@@ -442,6 +442,8 @@ impl Ofproto {
 
     /// OFPMP_QUEUE: `port_no` may be ANY and `queue_id` ALL. An unknown port is
     /// OFPQOFC_BAD_PORT; a queue that no selected port has is OFPQOFC_BAD_QUEUE (as OVS).
+    /// A shaped port's queues are its scheduler's: packets and bytes sent, tx_errors = drops
+    /// (overflow and AQM), duration since the queue was created.
     fn queue_stats(&self, port_no: u32, queue_id: u32, now: u64) -> Result<Vec<QueueStats>, Error> {
         if port_no != port::ANY && !self.ports.contains_key(&port_no) {
             return Err(queue_op(
@@ -455,6 +457,26 @@ impl Ofproto {
             .values()
             .filter(|p| port_no == port::ANY || p.port_no == port_no)
         {
+            if let Some(sched) = self.qos.get(&p.port_no) {
+                let mut stats = sched.stats();
+                stats.sort_by_key(|q| q.id);
+                for q in stats {
+                    if queue_id != OFPQ_ALL && q.id != queue_id {
+                        continue;
+                    }
+                    let (duration_sec, duration_nsec) = split_ns(now.saturating_sub(q.created));
+                    out.push(QueueStats {
+                        port_no: p.port_no,
+                        queue_id: q.id,
+                        tx_bytes: q.tx_bytes,
+                        tx_packets: q.tx_packets,
+                        tx_errors: q.drops_overflow.saturating_add(q.drops_aqm),
+                        duration_sec,
+                        duration_nsec,
+                    });
+                }
+                continue;
+            }
             for (&q, c) in &p.queues {
                 if queue_id != OFPQ_ALL && q != queue_id {
                     continue;

@@ -1,5 +1,6 @@
-//! The in-memory port backend for tests without root, and the readiness primitives (an eventfd
-//! and a `poll(2)` wrapper) that it shares with the datapath loop.
+//! The in-memory port backend for tests without root, and the readiness primitives (an eventfd,
+//! `poll(2)`/`ppoll(2)` wrappers, the thread's timer slack) that it shares with the datapath
+//! loop.
 //!
 //! A [`DummyPort`] is a queue in each direction: the test injects frames through its
 //! [`DummyHandle`], the datapath receives them with `recv_batch`; frames the datapath sends are
@@ -8,7 +9,8 @@
 //! (the datapath notices at its next wake-up, which `set_link` triggers) and make the port drop
 //! everything it is asked to send (to exercise tx_dropped accounting).
 //!
-//! This module never touches the network; its only system calls are eventfd read/write/poll.
+//! This module never touches the network; its only system calls are eventfd read/write,
+//! poll/ppoll and prctl(PR_SET_TIMERSLACK).
 //! (The eventfd/poll wrappers live here because `unsafe` is confined to `port/`; they are
 //! generic and could move to a `port/sys.rs`.)
 
@@ -19,6 +21,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Frames a dummy port holds before it drops injected ones (a test that injects more without
 /// running the datapath has a bug; the bound keeps memory finite).
@@ -93,6 +96,50 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
         return Err(e);
     }
     Ok(usize::try_from(r).unwrap_or(0))
+}
+
+/// `ppoll(2)` over `fds` with a nanosecond timeout (`None` waits forever; `poll(2)` has only
+/// millisecond resolution, too coarse for a shaper's next departure). EINTR is reported as
+/// zero ready fds.
+#[allow(
+    clippy::unnecessary_fallible_conversions,
+    reason = "c_long is i32 on 32-bit targets, where u32 -> c_long can fail"
+)]
+pub fn ppoll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many fds to poll"))?;
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from(d.subsec_nanos()).unwrap_or(0),
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of `n` pollfd structs (ppoll only
+    // writes their `revents`); `ts_ptr` is null or points to a timespec that lives on this
+    // stack frame for the whole call; a null sigmask leaves the signal mask unchanged.
+    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), n, ts_ptr, std::ptr::null()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(usize::try_from(r).unwrap_or(0))
+}
+
+/// Sets the calling thread's timer slack (`PR_SET_TIMERSLACK`, default 50 µs): how late the
+/// kernel may end a timed sleep to batch wake-ups. A shaper's thread wants it small.
+pub fn set_timer_slack(ns: u64) -> io::Result<()> {
+    let v = libc::c_ulong::try_from(ns.max(1)).unwrap_or(libc::c_ulong::MAX);
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and no pointers; it only changes
+    // a property of the calling thread.
+    let r = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, v, 0, 0, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -298,6 +345,31 @@ mod tests {
         );
         assert_eq!(port.info().name, "d1");
         assert_eq!(port.info().ifindex, None);
+    }
+
+    #[test]
+    fn ppoll_times_out_below_a_millisecond_and_sees_readiness() {
+        let e = EventFd::new().unwrap();
+        let mut p = [libc::pollfd {
+            fd: e.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        set_timer_slack(1_000).unwrap();
+        // 200 µs timeouts: never early, and (the fastest of 20, robust to a busy machine)
+        // well under poll(2)'s 1 ms granularity.
+        let mut fastest = Duration::MAX;
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            assert_eq!(ppoll(&mut p, Some(Duration::from_micros(200))).unwrap(), 0);
+            let took = t.elapsed();
+            assert!(took >= Duration::from_micros(200), "{took:?}");
+            fastest = fastest.min(took);
+        }
+        assert!(fastest < Duration::from_micros(900), "{fastest:?}");
+        e.notify();
+        assert_eq!(ppoll(&mut p, None).unwrap(), 1);
+        assert_eq!(ppoll(&mut p, Some(Duration::ZERO)).unwrap(), 1);
     }
 
     #[test]
