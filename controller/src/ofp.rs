@@ -23,8 +23,12 @@ usage: shgctl ofp-print HEX...
          Print, as one line of lowercase hex, the OpenFlow 1.3 FLOW_MOD (or GROUP_MOD /
          METER_MOD ADD) with xid 1 for a flow, group or meter in ovs-ofctl syntax.
        shgctl switch [--ctl PATH] show|dump-flows [table=N]|dump-ports|dump-groups|dump-meters|trace FLOW
+       shgctl switch [--ctl PATH] dump-queues [PORT]
+       shgctl switch [--ctl PATH] set-queue PORT QUEUE_ID [min=RATE] [max=RATE|none] [priority=N]
+       shgctl switch [--ctl PATH] del-queue PORT QUEUE_ID | set-port-rate PORT RATE|none
          Ask a running shg-switch over its control socket (default /run/shg-switch.ctl);
-         trace FLOW explains the forwarding of a packet given in ovs-ofctl match syntax.
+         trace FLOW explains the forwarding of a packet given in ovs-ofctl match syntax;
+         the queue commands show and change a port's egress QoS (rates like 20mbit).
        shgctl help";
 
 /// Parses hex text: any white space is ignored, each argument may start with `0x`.
