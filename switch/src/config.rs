@@ -63,6 +63,8 @@ Options:
   --tls-cert FILE           certificate (PEM) presented for tls: and pssl:
   --tls-ca FILE             CA certificate(s) (PEM) that peers' certificates must chain to
   --n-tables N              number of flow tables, 1 to 254 (default 64)
+  --datapath-priority P     normal (default) or realtime: the datapath thread runs SCHED_FIFO
+                            (priority 10) so shaped ports are served on time on a busy machine
   --log LEVEL               log filter (error, warn, info, debug, trace or a RUST_LOG directive)
   --check-config            validate the configuration, print it, and exit
   -h, --help                print this help
@@ -162,6 +164,9 @@ pub struct Config {
     pub ctl: PathBuf,
     pub tls: TlsFiles,
     pub n_tables: u8,
+    /// `datapath_priority = "realtime"`: the datapath thread runs SCHED_FIFO (priority 10),
+    /// so a shaped port's timer wake-ups are not delayed by other processes on the core.
+    pub realtime: bool,
     /// Log filter from `--log` (RUST_LOG applies when absent).
     pub log: Option<String>,
 }
@@ -191,6 +196,9 @@ impl Config {
         };
         s.push_str(&format!("fail_mode: {fm}\n"));
         s.push_str(&format!("n_tables: {}\n", self.n_tables));
+        if self.realtime {
+            s.push_str("datapath_priority: realtime\n");
+        }
         s.push_str(&format!("ctl: {}\n", self.ctl.display()));
         s
     }
@@ -316,6 +324,7 @@ pub struct Raw {
     pub tls_cert: Option<Item<String>>,
     pub tls_ca: Option<Item<String>>,
     pub n_tables: Option<Item<String>>,
+    pub datapath_priority: Option<Item<String>>,
     pub log: Option<Item<String>>,
 }
 
@@ -334,6 +343,7 @@ impl Raw {
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_ca: self.tls_ca.or(file.tls_ca),
             n_tables: self.n_tables.or(file.n_tables),
+            datapath_priority: self.datapath_priority.or(file.datapath_priority),
             log: self.log.or(file.log),
         }
     }
@@ -384,6 +394,7 @@ where
             "--tls-cert",
             "--tls-ca",
             "--n-tables",
+            "--datapath-priority",
             "--log",
         ];
         if !WITH_VALUE.contains(&name.as_str()) {
@@ -415,6 +426,7 @@ where
             "--tls-cert" => r.tls_cert = Some(item(place, value)),
             "--tls-ca" => r.tls_ca = Some(item(place, value)),
             "--n-tables" => r.n_tables = Some(item(place, value)),
+            "--datapath-priority" => r.datapath_priority = Some(item(place, value)),
             "--log" => r.log = Some(item(place, value)),
             "--controller" => r
                 .controllers
@@ -473,6 +485,7 @@ struct FileConfig {
     tls_cert: Option<String>,
     tls_ca: Option<String>,
     n_tables: Option<i64>,
+    datapath_priority: Option<String>,
     log: Option<String>,
     port: Option<Vec<FilePort>>,
 }
@@ -536,6 +549,7 @@ pub fn parse_toml(file: &str, text: &str) -> Result<Raw, ConfigErrors> {
         tls_cert: s("tls_cert", fc.tls_cert),
         tls_ca: s("tls_ca", fc.tls_ca),
         n_tables: fc.n_tables.map(|n| item("n_tables", n.to_string())),
+        datapath_priority: s("datapath_priority", fc.datapath_priority),
         log: s("log", fc.log),
         ports: fc.port.map(|ports| {
             ports
@@ -756,6 +770,21 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
         },
     };
 
+    let realtime = match &raw.datapath_priority {
+        None => false,
+        Some(it) => match it.value.as_str() {
+            "normal" => false,
+            "realtime" => true,
+            other => {
+                err(
+                    &it.place,
+                    format!("\"{other}\" is not a datapath priority (normal or realtime)"),
+                );
+                false
+            }
+        },
+    };
+
     let log = raw.log.as_ref().map(|it| {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&it.value) {
             err(
@@ -777,6 +806,7 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
             ctl,
             tls,
             n_tables,
+            realtime,
             log,
         })
     } else {

@@ -120,6 +120,9 @@ fn run(c: &Config) -> Result<(), String> {
             datapath::spawn(ports, of.clone(), tx, agent::process_now)
                 .map_err(|e| format!("datapath thread: {e}"))?,
         );
+        if c.realtime {
+            dp.set_realtime(10);
+        }
         info!(
             datapath_id = format_args!("{:016x}", c.datapath_id),
             ports = c.ports.len() + usize::from(c.local.is_some()),

@@ -54,7 +54,7 @@ pub mod segment;
 pub mod trace;
 
 use crate::ofproto::Ofproto;
-use crate::port::dummy::{ppoll, set_timer_slack, EventFd};
+use crate::port::dummy::{ppoll, set_realtime, set_timer_slack, EventFd};
 use crate::port::link::LinkWatcher;
 use crate::port::{Packet, PortBackend};
 use shg_flows::matches::Match;
@@ -212,6 +212,8 @@ enum Cmd {
     Transmit(Vec<Output>),
     AddPort(u32, Box<dyn PortBackend>),
     RemovePort(u32),
+    /// Switch the datapath thread to SCHED_FIFO at this priority.
+    Realtime(i32),
 }
 
 struct Shared {
@@ -260,6 +262,13 @@ impl DatapathHandle {
     /// registers it with `Ofproto::add_port` itself; the datapath reports its link state.
     pub fn add_port(&self, port_no: u32, backend: Box<dyn PortBackend>) {
         self.shared.push(Cmd::AddPort(port_no, backend));
+    }
+
+    /// Makes the datapath thread a real-time (SCHED_FIFO) thread at `priority`, so shaped
+    /// ports' timer wake-ups are not delayed by busy neighbours; logs a warning if the
+    /// system refuses (no CAP_SYS_NICE).
+    pub fn set_realtime(&self, priority: i32) {
+        self.shared.push(Cmd::Realtime(priority));
     }
 
     /// Removes a port; its backend is closed by the datapath thread.
@@ -606,6 +615,12 @@ impl Loop {
                 }
                 Cmd::AddPort(no, backend) => self.add_port(no, backend),
                 Cmd::RemovePort(no) => self.remove_port(no),
+                Cmd::Realtime(prio) => match set_realtime(prio) {
+                    Ok(()) => tracing::info!(priority = prio, "datapath thread runs SCHED_FIFO"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "datapath thread stays SCHED_OTHER: cannot set SCHED_FIFO")
+                    }
+                },
             }
         }
     }

@@ -142,6 +142,22 @@ pub fn set_timer_slack(ns: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes the calling thread a SCHED_FIFO (real-time) thread at `priority` (1..=99). Needs
+/// CAP_SYS_NICE (or an RLIMIT_RTPRIO allowance); the kernel's RT throttling still leaves 5 %
+/// of each core to other threads if this one never sleeps.
+pub fn set_realtime(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
+    // thread; the call only changes this thread's scheduling class.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 struct DummyState {
     rx: VecDeque<Packet>,
