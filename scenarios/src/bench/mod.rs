@@ -1,6 +1,7 @@
 //! Benchmarks: `bench datapath` (Linux bridge vs Open vSwitch userspace vs shg-switch on one
-//! namespace topology) and `bench flows` (flow-table scale: add-flows/dump-flows timing and
-//! memory, shg-switch vs OVS).
+//! namespace topology), `bench flows` (flow-table scale: add-flows/dump-flows timing and
+//! memory, shg-switch vs OVS) and `bench qos` (latency under load on a shaped uplink: Linux
+//! bridge + tc FIFO / HTB vs shg-switch egress queues).
 //!
 //! Owns: its namespaces (per-run prefix), the processes it starts (stopped by PID through the
 //! [`Proc`] guards), an OVS instance with private directories, and its output directory. Must
@@ -9,6 +10,7 @@
 
 pub mod datapath;
 pub mod flows;
+pub mod qos;
 
 use crate::interrupt;
 use crate::netns::{run, wait_until, Netns, Proc};
@@ -229,6 +231,47 @@ impl Shg {
         if !up || proc.exited().is_some() {
             return Err(io::Error::other(format!(
                 "shg-switch did not start: {}",
+                proc.describe()
+            )));
+        }
+        Ok(Shg {
+            proc,
+            target: format!("tcp:127.0.0.1:{port}"),
+        })
+    }
+
+    /// Starts shg-switch in `ns` from the TOML file `config` (ports, their QoS), with the
+    /// listener, fail mode (secure), control socket (`DIR/NAME.ctl`) and log level of
+    /// [`Shg::start`] given as flags (which override the file's keys).
+    pub fn start_with_config(
+        env: &Env,
+        ns: &Netns,
+        name: &str,
+        config: &Path,
+        port: u16,
+        dir: &Path,
+    ) -> io::Result<Shg> {
+        let mut cmd = Command::new(&env.switch_bin);
+        cmd.arg("--config")
+            .arg(config)
+            .arg("--listen")
+            .arg(format!("ptcp:{port}:127.0.0.1"))
+            .arg("--fail-mode")
+            .arg("secure")
+            .arg("--ctl")
+            .arg(dir.join(format!("{name}.ctl")))
+            .arg("--log")
+            .arg("warn");
+        cmd.env("NO_COLOR", "1");
+        let mut proc = Proc::spawn_in(ns, &cmd, &dir.join(format!("{name}.log")))?;
+        let up = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            ns.tcp_listening(port) || interrupt::interrupted()
+        });
+        interrupt::check()?;
+        if !up || proc.exited().is_some() {
+            return Err(io::Error::other(format!(
+                "shg-switch --config {} did not start: {}",
+                config.display(),
                 proc.describe()
             )));
         }
