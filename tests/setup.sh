@@ -54,4 +54,29 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q "^$comp" || rustup component add "$comp" >/dev/null 2>&1 || echo "setup: could not add $comp"
   done
 fi
+# --- discovery (controller/tests/discovery_devices.rs): real UPnP devices and clients --------
+# minidlna (MediaServer), gmediarender (MediaRenderer; needs gstreamer's playbin from
+# plugins-base or it aborts at start), miniupnpd (InternetGatewayDevice), gupnp-tools
+# (gssdp-discover finds the gateway's own advertisement). Installed only when missing; no
+# daemon may start from a postinst (same guard as above).
+disc_need=()
+for pkg in minidlna gmediarender gstreamer1.0-plugins-base miniupnpd gupnp-tools; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || disc_need+=("$pkg")
+done
+command -v python3 >/dev/null 2>&1 || disc_need+=(python3)
+if ((${#disc_need[@]})); then
+  echo "setup: installing ${disc_need[*]}"
+  export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+  disc_policy_added=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    disc_policy_added=1
+  fi
+  $SUDO apt-get update -q >/dev/null
+  $SUDO apt-get install -y -q --no-install-recommends "${disc_need[@]}" >/dev/null
+  [[ -z $disc_policy_added ]] || $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+# --- end discovery ---------------------------------------------------------------------------
+
 echo "setup: ovs-ofctl $(ovs-ofctl --version | head -1 | awk '{print $NF}'), os-ken $("$SHG_VENV/bin/python" -c 'import os_ken; print(os_ken.__version__)' 2>/dev/null || echo missing) in $SHG_VENV"

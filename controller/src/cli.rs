@@ -1,21 +1,31 @@
 //! The `shg-controller` command line: argument parsing and the commands, as functions of (args, file reader) → (output, exit code).
 //!
 //! The binary only reads files and prints; everything else is here so tests drive it without
-//! a process. `--config FILE` loads, validates, admits and plans against the switch state
-//! known so far (none: the southbound that connects and reads the switch back plugs in at
-//! [`run_controller`]).
+//! a process. `--config FILE` runs the daemon ([`run_controller`], [`crate::runtime`]): it
+//! loads, validates and admits the policy (a refusal is printed, exit 1), then meets the
+//! switch and keeps it in line until SIGTERM/SIGINT.
 
 use crate::admission::admit;
 use crate::config::{self, summary};
 use crate::model::Policy;
 use crate::planner::{plan, Observed};
+use crate::runtime::Options;
 use std::path::{Path, PathBuf};
 
 /// `shg-controller --help`.
 pub const USAGE: &str = "\
-Usage: shg-controller --config FILE.toml    run the controller for the gateway in FILE
+Usage: shg-controller --config FILE.toml [--store DIR] [--switch-ctl PATH]
+                                            run the controller for the gateway in FILE
        shg-controller check-config FILE     validate FILE (syntax, every rule, admission)
+       shg-controller plan FILE             print what FILE would install on an empty switch
 
+--store DIR        keep the accepted policy and the master generation id in DIR (crash-safe);
+                   without it nothing persists
+--switch-ctl PATH  shg-switch's control socket: egress queues and port rates are set through
+                   it (Open vSwitch has none: queue changes are then skipped)
+
+The daemon logs to stderr (RUST_LOG sets the filter, default info), reloads FILE on SIGHUP
+and exits on SIGTERM or SIGINT leaving the switch's flows in place.
 check-config prints every error on its own line, path first, and exits 1; or prints a
 summary of the policy and exits 0. The config format is described in docs/config.md.
 ";
@@ -25,23 +35,53 @@ summary of the policy and exits 0. The config format is described in docs/config
 pub enum Command {
     Help,
     CheckConfig(PathBuf),
-    Run { config: PathBuf },
+    /// Validate, admit and plan against an empty switch (a dry run; no connection).
+    Plan(PathBuf),
+    Run(Options),
 }
 
 /// Parses the arguments after the program name.
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
     match args {
-        [] => Err("missing --config FILE or check-config FILE".into()),
-        [h] if h == "-h" || h == "--help" => Ok(Command::Help),
-        [c, f] if c == "check-config" => Ok(Command::CheckConfig(PathBuf::from(f))),
-        [c, f] if c == "--config" => Ok(Command::Run {
-            config: PathBuf::from(f),
-        }),
-        [c] if c.starts_with("--config=") => Ok(Command::Run {
-            config: PathBuf::from(&c["--config=".len()..]),
-        }),
-        other => Err(format!("unexpected arguments: {}", other.join(" "))),
+        [] => return Err("missing --config FILE or check-config FILE".into()),
+        [h] if h == "-h" || h == "--help" => return Ok(Command::Help),
+        [c, f] if c == "check-config" => return Ok(Command::CheckConfig(PathBuf::from(f))),
+        [c, f] if c == "plan" => return Ok(Command::Plan(PathBuf::from(f))),
+        _ => {}
     }
+    let (mut config, mut store, mut ctl) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let slot = match key {
+            "--config" => &mut config,
+            "--store" => &mut store,
+            "--switch-ctl" => &mut ctl,
+            _ => return Err(format!("unexpected argument {a:?}")),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("{key} needs a value"))?,
+        };
+        if value.is_empty() {
+            return Err(format!("{key} needs a value"));
+        }
+        if slot.replace(PathBuf::from(value)).is_some() {
+            return Err(format!("{key} given twice"));
+        }
+    }
+    let config = config.ok_or("missing --config FILE")?;
+    Ok(Command::Run(Options {
+        config,
+        store,
+        switch_ctl: ctl,
+    }))
 }
 
 /// Validation and admission of a config text: the policy, or every error line.
@@ -91,22 +131,25 @@ pub fn run(cmd: &Command, read: &dyn Fn(&Path) -> std::io::Result<String>) -> Ou
             },
             Err(o) => o,
         },
-        Command::Run { config } => match load(config, read) {
-            Ok(p) => run_controller(&p, &Observed::default()),
+        Command::Plan(path) => match load(path, read) {
+            Ok(p) => dry_run(&p),
             Err(o) => o,
         },
+        Command::Run(opts) => run_controller(opts),
     }
 }
 
-/// The controller proper, given what is known of the switch. Today: the plan against
-/// `observed` (an empty switch until the southbound reads the real one back).
-pub fn run_controller(policy: &Policy, observed: &Observed) -> Outcome {
+/// `plan FILE`: the policy's summary and its plan against an empty switch.
+fn dry_run(policy: &Policy) -> Outcome {
     let mut out = summary(policy);
-    match plan(None, policy, observed, 0) {
+    match plan(None, policy, &Observed::default(), 0) {
         Ok(p) => {
             out.push_str(&format!("plan: {}\n", p.summary()));
             for n in &p.notes {
                 out.push_str(&format!("note: {n}\n"));
+            }
+            for c in &p.changes {
+                out.push_str(&format!("{c}\n"));
             }
             Outcome {
                 stdout: out,
@@ -119,5 +162,78 @@ pub fn run_controller(policy: &Policy, observed: &Observed) -> Outcome {
             stderr: format!("{r}\n"),
             code: 1,
         },
+    }
+}
+
+/// The controller proper: runs the daemon ([`crate::runtime::run`]) until SIGTERM/SIGINT.
+/// It prints its own log (stderr); the outcome carries only the exit code.
+pub fn run_controller(opts: &Options) -> Outcome {
+    Outcome {
+        stdout: String::new(),
+        stderr: String::new(),
+        code: crate::runtime::run(opts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn run_options_in_any_order() {
+        let want = Command::Run(Options {
+            config: "g.toml".into(),
+            store: Some("/var/s".into()),
+            switch_ctl: Some("/run/sw.ctl".into()),
+        });
+        assert_eq!(
+            parse_args(&args(&[
+                "--config",
+                "g.toml",
+                "--store",
+                "/var/s",
+                "--switch-ctl",
+                "/run/sw.ctl"
+            ])),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            parse_args(&args(&[
+                "--switch-ctl=/run/sw.ctl",
+                "--store=/var/s",
+                "--config=g.toml"
+            ])),
+            Ok(want)
+        );
+        assert_eq!(
+            parse_args(&args(&["--config", "g.toml"])),
+            Ok(Command::Run(Options {
+                config: "g.toml".into(),
+                store: None,
+                switch_ctl: None
+            }))
+        );
+        assert!(parse_args(&args(&["--store", "x"]))
+            .unwrap_err()
+            .contains("--config"));
+        assert!(parse_args(&args(&["--config"]))
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse_args(&args(&["--config", "a", "--config", "b"]))
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse_args(&args(&["--bogus", "a"])).is_err());
+        assert_eq!(
+            parse_args(&args(&["check-config", "f"])),
+            Ok(Command::CheckConfig("f".into()))
+        );
+        assert_eq!(
+            parse_args(&args(&["plan", "f"])),
+            Ok(Command::Plan("f".into()))
+        );
     }
 }

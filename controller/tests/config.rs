@@ -154,11 +154,8 @@ fn binary_check_config_exit_codes_and_output() {
         read(&bad.with_extension("expected"))
     );
 
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    // `--config` runs the daemon; `plan` is the dry run (validate, admit, plan for an empty switch).
+    let out = Command::new(BIN).arg("plan").arg(&good).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("\nplan: "), "{stdout}");

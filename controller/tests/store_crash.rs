@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 fn policy(v: u64) -> String {
     // Big enough that a torn write would be likely if writes were not atomic.
-    format!("# version {v}\n{}", "[services.x]\nmin_rate = \"1mbit\"\n".repeat(200))
+    format!(
+        "# version {v}\n{}",
+        "[services.x]\nmin_rate = \"1mbit\"\n".repeat(200)
+    )
 }
 
 #[test]
@@ -62,7 +65,7 @@ fn kill9_loses_no_acknowledged_change() {
             }
         }
         child.kill().unwrap(); // SIGKILL, by PID
-        // Acks already written to the pipe before the kill count too.
+                               // Acks already written to the pipe before the kill count too.
         let mut rest = String::new();
         while out.read_line(&mut rest).unwrap_or(0) > 0 {}
         for l in rest.lines() {
@@ -81,7 +84,11 @@ fn kill9_loses_no_acknowledged_change() {
             "round {round}: acknowledged {last_acked}, store has {}",
             rec.version
         );
-        assert_eq!(rec.policy, policy(rec.version), "round {round}: torn record");
+        assert_eq!(
+            rec.policy,
+            policy(rec.version),
+            "round {round}: torn record"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

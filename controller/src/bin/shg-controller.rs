@@ -1,4 +1,5 @@
-//! `shg-controller`: reads the config file and runs the commands of `shg_controller::cli`.
+//! `shg-controller`: parses the command line and runs the commands of `shg_controller::cli`
+//! (the daemon itself is `shg_controller::runtime`).
 
 use shg_controller::cli::{parse_args, run, USAGE};
 use std::process::ExitCode;

@@ -321,6 +321,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> OfConn<S> {
         }
     }
 
+    /// Reads the next message of any kind (echo requests included, unanswered), without a
+    /// deadline. Cancel-safe on a TCP stream: bytes read are kept in the connection's buffer,
+    /// so a `select!` that drops this future loses nothing. The caller answers echo requests
+    /// with [`OfConn::reply_echo`]. Messages stashed during earlier requests come first.
+    pub async fn recv(&mut self) -> Result<(u32, Message), OfError> {
+        if let Some(m) = self.events.pop_front() {
+            return Ok((0, m));
+        }
+        self.read_frame().await
+    }
+
+    /// Answers an ECHO_REQUEST with the same xid and payload.
+    pub async fn reply_echo(&mut self, xid: u32, data: Vec<u8>) -> Result<(), OfError> {
+        self.io
+            .write_all(&message::encode(xid, &Message::EchoReply(data)))
+            .await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Sends one message without waiting for anything (e.g. an ECHO_REQUEST keepalive).
+    pub async fn post(&mut self, m: &Message) -> Result<u32, OfError> {
+        let xid = self.send(m).await?;
+        self.io.flush().await?;
+        Ok(xid)
+    }
+
     fn stash(&mut self, msg: Message) {
         match msg {
             Message::PacketIn(_) | Message::PortStatus { .. } | Message::FlowRemoved(_) => {
