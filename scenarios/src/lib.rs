@@ -1,9 +1,9 @@
 //! shg-scenario: network scenarios and benchmarks in namespaces, with reports.
 //!
 //! Drives the shg binaries, Open vSwitch, the Linux bridge and the traffic tools (iperf3, ping,
-//! ovs-ofctl) as a user would; never depends on switch or controller internals. Today it holds
-//! the benchmarks of the datapath-speed issue ([`bench::datapath`], [`bench::flows`]); the
-//! declarative scenario runner arrives with the scenarios issue.
+//! ovs-ofctl) as a user would; never depends on switch or controller internals. It holds the
+//! benchmarks ([`bench::datapath`], [`bench::flows`], [`bench::qos`]) and the declarative
+//! scenario runner ([`scenario`]: `shg-scenario run|check|list`).
 //!
 //! Pure parts (tested without root): [`parse`] (iperf3 JSON, ping), [`stats`] (medians,
 //! ratios), [`flowgen`] (flow files), [`procfs`] parsers, and the report rendering. Everything
@@ -18,4 +18,5 @@ pub mod interrupt;
 pub mod netns;
 pub mod parse;
 pub mod procfs;
+pub mod scenario;
 pub mod stats;

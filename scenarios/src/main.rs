@@ -4,15 +4,20 @@
 //! shg-scenario bench datapath [--quick] [--reps N] [--out DIR] [--flows N] [--tcp-secs S]
 //!                             [--udp-secs S] [--switch PATH]
 //! shg-scenario bench flows [--n N] [--out DIR] [--switch PATH]
+//! shg-scenario bench qos [--quick] [--reps N] [--out DIR] [--configs LIST] [--phase-secs S]
+//!                        [--switch PATH]
+//! shg-scenario run FILE|NAME [--out DIR] | check FILE|NAME | list   (shg_scenario::scenario)
 //! ```
 
 use shg_scenario::bench::datapath::{run_datapath, DatapathOpts};
 use shg_scenario::bench::flows::{run_flows, FlowsOpts};
+use shg_scenario::bench::qos::{run_qos, QosConfig, QosOpts};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
 Usage:
+  (scenarios: run / check / list, below the benchmarks)
   shg-scenario bench datapath [--quick] [--reps N] [--out DIR] [--flows N]
                               [--tcp-secs S] [--udp-secs S] [--switch PATH]
       Linux bridge vs OVS userspace (userspace TSO) vs shg-switch (1 flow; N flows, default
@@ -21,8 +26,13 @@ Usage:
   shg-scenario bench flows [--n N] [--out DIR] [--switch PATH]
       ovs-ofctl add-flows / dump-flows of 10000 and N (default 100000) flows into shg-switch
       and OVS, timed, with RSS.
+  shg-scenario bench qos [--quick] [--reps N] [--out DIR] [--configs fifo,htb,shg]
+                         [--phase-secs S] [--switch PATH]
+      Latency under load on a 20 Mbit/s uplink: Linux bridge + FIFO, Linux bridge + tc HTB
+      priority class, shg-switch queues. B bulk TCP + C UDP flood; A media UDP + 50 Hz ping,
+      then A greedy TCP. Medians of N repetitions (default 3; --quick: 1, 10 s phases).
 
-Both need root. Results (results.json, results.md) go to --out, default
+All need root. Results (results.json, results.md) go to --out, default
 target/bench/<kind>-<UTC time>. shg-switch is taken from --switch, $SHG_SWITCH, or next
 to this executable (cargo build --release -p shg-switch -p shg-scenario).
 ";
@@ -36,6 +46,7 @@ fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, Strin
 enum Cmd {
     Datapath(DatapathOpts),
     Flows(FlowsOpts),
+    Qos(QosOpts),
     Help,
 }
 
@@ -92,12 +103,43 @@ fn parse(args: Vec<String>) -> Result<Cmd, String> {
             }
             Ok(Cmd::Flows(o))
         }
+        (Some("bench"), Some("qos")) => {
+            let mut o = QosOpts {
+                quick: false,
+                reps: None,
+                out: None,
+                switch: None,
+                configs: QosConfig::ALL.to_vec(),
+                phase_secs: None,
+                command,
+            };
+            while let Some(f) = it.next() {
+                match f.as_str() {
+                    "--quick" => o.quick = true,
+                    "--reps" => o.reps = Some(value(&f, it.next())?),
+                    "--out" => o.out = Some(PathBuf::from(value::<String>(&f, it.next())?)),
+                    "--switch" => o.switch = Some(PathBuf::from(value::<String>(&f, it.next())?)),
+                    "--configs" => {
+                        o.configs = QosConfig::parse_list(&value::<String>(&f, it.next())?)
+                            .map_err(|e| format!("--configs: {e}"))?;
+                    }
+                    "--phase-secs" => o.phase_secs = Some(value(&f, it.next())?),
+                    "-h" | "--help" => return Ok(Cmd::Help),
+                    _ => return Err(format!("{f}: unknown option")),
+                }
+            }
+            Ok(Cmd::Qos(o))
+        }
         _ => Err("unknown command".into()),
     }
 }
 
 fn main() -> ExitCode {
-    let cmd = match parse(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = shg_scenario::scenario::cli::dispatch(&args) {
+        return code;
+    }
+    let cmd = match parse(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("shg-scenario: {e}\n\n{USAGE}");
@@ -106,11 +148,12 @@ fn main() -> ExitCode {
     };
     let result = match cmd {
         Cmd::Help => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", shg_scenario::scenario::cli::USAGE);
             return ExitCode::SUCCESS;
         }
         Cmd::Datapath(o) => run_datapath(&o).map(|(r, dir)| (r.markdown(), dir)),
         Cmd::Flows(o) => run_flows(&o).map(|(r, dir)| (r.markdown(), dir)),
+        Cmd::Qos(o) => run_qos(&o).map(|(r, dir)| (r.markdown(), dir)),
     };
     // Every guard has been dropped by now: namespaces and processes are gone.
     match result {

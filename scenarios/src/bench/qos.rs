@@ -213,7 +213,8 @@ pub fn tc_commands(cfg: QosConfig, dev: &str) -> Vec<Vec<String>> {
 pub fn shg_config_toml(service_ports: &[String; 3], uplink: &str) -> String {
     // The shaper's timer wake-ups must not wait behind iperf3 on 2 cores (the kernel's HTB
     // runs in softirq context): the datapath thread runs SCHED_FIFO (docs/decisions.md D9).
-    let mut s = String::from("datapath_id = \"0000000000000001\"\ndatapath_priority = \"realtime\"\n");
+    let mut s =
+        String::from("datapath_id = \"0000000000000001\"\ndatapath_priority = \"realtime\"\n");
     for (i, name) in service_ports.iter().enumerate() {
         let _ = write!(s, "\n[[port]]\nname = \"{name}\"\nnumber = {}\n", i + 1);
     }
