@@ -23,7 +23,7 @@ usage: shgctl ofp-print HEX...
          Print, as one line of lowercase hex, the OpenFlow 1.3 FLOW_MOD (or GROUP_MOD /
          METER_MOD ADD) with xid 1 for a flow, group or meter in ovs-ofctl syntax.
        shgctl switch [--ctl PATH] show|dump-flows [table=N]|dump-ports|dump-groups|dump-meters|trace FLOW
-       shgctl switch [--ctl PATH] dump-queues [PORT]
+       shgctl switch [--ctl PATH] dump-queues [PORT] | clear-queue-stats [PORT]
        shgctl switch [--ctl PATH] set-queue PORT QUEUE_ID [min=RATE] [max=RATE|none] [priority=N]
        shgctl switch [--ctl PATH] del-queue PORT QUEUE_ID | set-port-rate PORT RATE|none
          Ask a running shg-switch over its control socket (default /run/shg-switch.ctl);
@@ -163,6 +163,7 @@ pub fn run(args: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
         "ofp-print" => ofp_print(rest, stdin, out, err),
         "ofp-encode" => ofp_encode(rest, out, err),
         "switch" => crate::switch_ctl::run(rest, out, err),
+        c if crate::nbctl::COMMANDS.contains(&c) => crate::nbctl::run(args, out, err),
         other => usage_error(err, &format!("unknown command '{other}'")),
     }
 }

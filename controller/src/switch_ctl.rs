@@ -19,6 +19,7 @@ pub const COMMANDS: &[&str] = &[
     "dump-groups",
     "dump-meters",
     "dump-queues",
+    "clear-queue-stats",
     "trace",
     "set-queue",
     "del-queue",
@@ -32,6 +33,7 @@ pub const USAGE: &str = "\
 usage: shgctl switch [--ctl PATH] COMMAND [ARGS...]
   show | dump-flows [table=N] | dump-ports | dump-groups | dump-meters
   dump-queues [PORT]                 egress queues, one key=value line per queue
+  clear-queue-stats [PORT]           restart the sojourn-time percentiles
   trace FLOW
   set-queue PORT QUEUE_ID [min=RATE] [max=RATE|none] [priority=N]
   del-queue PORT QUEUE_ID

@@ -53,6 +53,7 @@ commands:
   dump-groups               groups, as ovs-ofctl dump-groups prints them
   dump-meters               meters, as ovs-ofctl dump-meters prints them
   dump-queues [PORT]        egress queues: rates, counters, drops, backlog, sojourn p50/p99
+  clear-queue-stats [PORT]  restart the sojourn-time percentiles (counters stay)
   trace FLOW                how a packet with fields FLOW (ovs-ofctl syntax, e.g.
                             in_port=1,dl_dst=00:00:00:00:00:02) goes through the tables
   set-queue PORT QUEUE_ID [min=RATE] [max=RATE|none] [priority=N]
@@ -79,6 +80,7 @@ pub fn execute(of: &mut Ofproto, line: &str, now: u64) -> Result<String, String>
         "dump-meters" => no_args(cmd, args).and_then(|()| dump_meters(of)),
         "show" => no_args(cmd, args).map(|()| show(of)),
         "dump-queues" => dump_queues(of, args, now),
+        "clear-queue-stats" => clear_queue_stats(of, args),
         "set-queue" => set_queue(of, args, now),
         "del-queue" => del_queue(of, args, now),
         "set-port-rate" => set_port_rate(of, args, now),
@@ -299,6 +301,28 @@ fn ms(ns: Option<u64>) -> String {
         || "none".to_string(),
         |ns| format!("{}.{:03}", ns / 1_000_000, (ns % 1_000_000) / 1_000),
     )
+}
+
+fn clear_queue_stats(of: &mut Ofproto, args: &str) -> Result<String, String> {
+    let only = match args.split_whitespace().collect::<Vec<_>>()[..] {
+        [] => None,
+        [p] => Some(find_port(of, p)?),
+        _ => {
+            return Err(format!(
+                "clear-queue-stats takes at most one PORT (got \"{args}\")"
+            ))
+        }
+    };
+    let mut n = 0;
+    for (no, sched) in of.qos.iter_mut() {
+        if only.is_none_or(|o| o == *no) {
+            sched.clear_sojourn();
+            n += 1;
+        }
+    }
+    Ok(format!(
+        "sojourn percentiles restarted on {n} shaped port(s)\n"
+    ))
 }
 
 fn dump_queues(of: &Ofproto, args: &str, _now: u64) -> Result<String, String> {

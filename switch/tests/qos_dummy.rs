@@ -502,6 +502,14 @@ fn ctl_dump_queues_prints_stable_key_value_lines() {
     assert_eq!(q2["tx_packets"], "0");
     assert_eq!(q2["sojourn_p99_ms"], "none", "nothing sent yet");
 
+    // clear-queue-stats restarts the percentiles, keeps the counters.
+    let msg = ctl::execute(&mut of, "clear-queue-stats uplink", 5_000_000).unwrap();
+    assert!(msg.contains("1 shaped port"), "{msg}");
+    let after = parse_dump(&ctl::execute(&mut of, "dump-queues uplink", 5_000_000).unwrap());
+    assert_eq!(after[0]["sojourn_p50_ms"], "none");
+    assert_eq!(after[0]["tx_packets"], "2");
+    assert!(ctl::execute(&mut of, "clear-queue-stats 9", 0).is_err());
+
     assert!(ctl::execute(&mut of, "dump-queues wan", 0)
         .unwrap_err()
         .contains("no port is named \"wan\""));

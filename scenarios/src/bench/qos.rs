@@ -1246,7 +1246,8 @@ impl Ctx<'_> {
         let dst = cfg.dst();
         self.topo.shape(cfg)?;
         if cfg == QosConfig::Shg {
-            // A fresh switch per case: dump-queues' sojourn histograms count from its start.
+            // A fresh switch per case (the percentiles are also restarted after the ramp with
+            // clear-queue-stats, so phase 1's sojourn excludes the ramp).
             if !self.shg_fresh || self.shg.is_none() {
                 self.shg = None;
                 self.shg = Some(ShgQos::start(self.env, self.topo, &self.dir)?);
@@ -1315,6 +1316,14 @@ impl Ctx<'_> {
             &d.join(format!("{base}.c.stderr")),
         )?;
         interrupt::sleep(Duration::from_secs(u64::from(self.ramp_secs)))?;
+        if cfg == QosConfig::Shg {
+            // Sojourn percentiles from here on describe phase 1 only, not the ramp.
+            if let Some(shg) = self.shg.as_ref() {
+                if let Err(e) = ctl_request(&shg.ctl, "clear-queue-stats") {
+                    s.errors.push(format!("clear-queue-stats: {e}"));
+                }
+            }
+        }
         for (name, p) in [("B", &mut pbulk), ("C", &mut pflood)] {
             if let Some(code) = p.exited() {
                 s.errors.push(format!(
@@ -1598,10 +1607,9 @@ pub fn run_qos(opts: &QosOpts) -> io::Result<(Report, PathBuf)> {
     }
     if ctx.shg.is_some() {
         report.notes.push(
-            "shg sojourn p99 is what `dump-queues` reports after phase 1; its histograms count \
-             from the switch's start, so each shg case runs on a freshly started switch and the \
-             value covers the 4 s ramp and phase 1 (raw dumps after each phase are in the \
-             output directory)."
+            "shg sojourn p99 is what `dump-queues` reports after phase 1; the percentiles are \
+             restarted with `clear-queue-stats` after the ramp, so the value covers phase 1 \
+             only (raw dumps after each phase are in the output directory)."
                 .into(),
         );
     }

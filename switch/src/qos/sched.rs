@@ -684,6 +684,14 @@ impl PortScheduler {
         (self.backlog_packets, self.backlog_bytes)
     }
 
+    /// Forgets every queue's sojourn-time samples (the counters stay), so the next p50/p99
+    /// describe what happens from now on (e.g. one phase of a measurement).
+    pub fn clear_sojourn(&mut self) {
+        for q in &mut self.queues {
+            q.sojourn.clear();
+        }
+    }
+
     /// (packets, bytes) queued in one queue; `None` if the port has no such queue.
     pub fn queue_backlog(&self, id: u32) -> Option<(usize, usize)> {
         self.index_of(id)
