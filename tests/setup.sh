@@ -80,3 +80,14 @@ fi
 # --- end discovery ---------------------------------------------------------------------------
 
 echo "setup: ovs-ofctl $(ovs-ofctl --version | head -1 | awk '{print $NF}'), os-ken $("$SHG_VENV/bin/python" -c 'import os_ken; print(os_ken.__version__)' 2>/dev/null || echo missing) in $SHG_VENV"
+
+# --- northbound API (controller/tests/api_web.rs): headless Chromium + chromedriver ----------
+api_need=()
+command -v chromium >/dev/null 2>&1 || api_need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || api_need+=(chromium-driver)
+if ((${#api_need[@]})); then
+  echo "setup: installing ${api_need[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${api_need[@]}" >/dev/null
+fi
+# --- end northbound API ----------------------------------------------------------------------

@@ -10,11 +10,13 @@
 //! over `shg-flows`) and [`switch_ctl`] (the client of shg-switch's control socket).
 
 pub mod admission;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod fake_switch;
 pub mod model;
+pub mod nbctl;
 pub mod ofp;
 pub mod planner;
 pub mod runtime;

@@ -141,7 +141,16 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for bps in [0, 1, 999, 1000, 1_500_000, 20_000_000, 1_000_000_000, 123_456_789] {
+        for bps in [
+            0,
+            1,
+            999,
+            1000,
+            1_500_000,
+            20_000_000,
+            1_000_000_000,
+            123_456_789,
+        ] {
             assert_eq!(parse_rate(&format_rate(bps)), Ok(bps), "{bps}");
         }
         assert_eq!(format_rate(20_000_000), "20mbit");

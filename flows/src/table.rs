@@ -594,7 +594,12 @@ impl FlowTables {
         now: u64,
     ) -> PipelineResult {
         let mut k = *key;
-        for f in [Field::InPort, Field::InPhyPort, Field::Metadata, Field::TunnelId] {
+        for f in [
+            Field::InPort,
+            Field::InPhyPort,
+            Field::Metadata,
+            Field::TunnelId,
+        ] {
             k.set(f, resume.key.get(f));
         }
         let res = PipelineResult {
@@ -957,8 +962,11 @@ mod tests {
         let mut last = Match::any();
         last.set_u64(Field::InPort, 5);
         last.set_u64(Field::EthType, 0x8847);
-        t.apply_flow_mod(&add(last, 1, vec![apply(vec![Action::PopMpls(0x0800), out(1)])]), 0)
-            .unwrap();
+        t.apply_flow_mod(
+            &add(last, 1, vec![apply(vec![Action::PopMpls(0x0800), out(1)])]),
+            0,
+        )
+        .unwrap();
         let mut k5 = FlowKey::default();
         k5.set_u64(Field::InPort, 5);
         k5.set_u64(Field::EthType, 0x8847);
