@@ -124,6 +124,7 @@ impl FakeSwitch {
             groups: self.groups.group_desc(),
             meters: self.meter_configs(),
             queues: self.queues.clone(),
+            devices: Vec::new(),
         }
     }
 

@@ -56,6 +56,20 @@ pub struct Observed {
     pub meters: Vec<MeterConfig>,
     /// Queues by port (switch control socket or QUEUE_GET_CONFIG).
     pub queues: BTreeMap<u32, PortQueues>,
+    /// Home devices discovery currently knows (SSDP/UPnP), for `device:TYPE` reach.
+    pub devices: Vec<KnownDevice>,
+}
+
+/// A discovered home device, as policy refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KnownDevice {
+    /// `uuid:...` of the root device.
+    pub udn: String,
+    /// The full device type URN (`urn:schemas-upnp-org:device:MediaRenderer:1`), and those
+    /// of its embedded devices.
+    pub device_types: Vec<String>,
+    /// The address it announced from (its LAN address).
+    pub ipv4: std::net::Ipv4Addr,
 }
 
 /// One change to the switch.

@@ -81,6 +81,7 @@ pub fn observed(s: &Snapshot, queues: BTreeMap<u32, PortQueues>) -> Observed {
         groups: s.groups.clone(),
         meters: s.meters.clone(),
         queues,
+        devices: Vec::new(),
     }
 }
 
