@@ -9,12 +9,12 @@ use crate::admission::admit;
 use crate::config::{self, summary};
 use crate::model::Policy;
 use crate::planner::{plan, Observed};
-use crate::runtime::Options;
+use crate::runtime::{ApiFlags, Options};
 use std::path::{Path, PathBuf};
 
 /// `shg-controller --help`.
 pub const USAGE: &str = "\
-Usage: shg-controller --config FILE.toml [--store DIR] [--switch-ctl PATH]
+Usage: shg-controller --config FILE.toml [--store DIR] [--switch-ctl PATH] [API OPTIONS]
                                             run the controller for the gateway in FILE
        shg-controller check-config FILE     validate FILE (syntax, every rule, admission)
        shg-controller plan FILE             print what FILE would install on an empty switch
@@ -23,6 +23,16 @@ Usage: shg-controller --config FILE.toml [--store DIR] [--switch-ctl PATH]
                    without it nothing persists
 --switch-ctl PATH  shg-switch's control socket: egress queues and port rates are set through
                    it (Open vSwitch has none: queue changes are then skipped)
+API options (each overrides the key of FILE's [api] table; without [api] and without
+these, no API is served):
+--api-listen IP:PORT     the HTTPS API's address            (api.listen)
+--api-cert FILE          its certificate chain, PEM          (api.cert)
+--api-key FILE           its private key, PEM                (api.key)
+--api-isp-ca FILE        CA of the ISP's client certificates (api.isp_ca)
+--api-tokens FILE        bearer token store (shgctl token)   (api.tokens)
+--metrics-listen IP:PORT plain /metrics, loopback only       (api.metrics_listen)
+FILE's [discovery] table runs SSDP/UPnP discovery (docs/config.md). An API push is stored
+and also written back to FILE, so SIGHUP re-reads what the API set (docs/api.md).
 
 The daemon logs to stderr (RUST_LOG sets the filter, default info), reloads FILE on SIGHUP
 and exits on SIGTERM or SIGINT leaving the switch's flows in place.
@@ -32,6 +42,10 @@ summary of the policy and exits 0. The config format is described in docs/config
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per process; boxing would only add noise"
+)]
 pub enum Command {
     Help,
     CheckConfig(PathBuf),
@@ -50,30 +64,52 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         _ => {}
     }
     let (mut config, mut store, mut ctl) = (None, None, None);
+    let mut api = ApiFlags::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (key, inline) = match a.split_once('=') {
             Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
-        let slot = match key {
-            "--config" => &mut config,
-            "--store" => &mut store,
-            "--switch-ctl" => &mut ctl,
-            _ => return Err(format!("unexpected argument {a:?}")),
-        };
         let value = match inline {
             Some(v) => v,
-            None => it
+            None if key.starts_with("--") => it
                 .next()
                 .cloned()
                 .ok_or_else(|| format!("{key} needs a value"))?,
+            None => return Err(format!("unexpected argument {a:?}")),
         };
         if value.is_empty() {
             return Err(format!("{key} needs a value"));
         }
-        if slot.replace(PathBuf::from(value)).is_some() {
-            return Err(format!("{key} given twice"));
+        let addr = |v: &str| {
+            v.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("{key} {v:?}: expected IP:PORT"))
+        };
+        let twice = || format!("{key} given twice");
+        let path = |slot: &mut Option<PathBuf>, v: String| match slot.replace(PathBuf::from(v)) {
+            Some(_) => Err(twice()),
+            None => Ok(()),
+        };
+        match key {
+            "--config" => path(&mut config, value)?,
+            "--store" => path(&mut store, value)?,
+            "--switch-ctl" => path(&mut ctl, value)?,
+            "--api-cert" => path(&mut api.cert, value)?,
+            "--api-key" => path(&mut api.key, value)?,
+            "--api-isp-ca" => path(&mut api.isp_ca, value)?,
+            "--api-tokens" => path(&mut api.tokens, value)?,
+            "--api-listen" => {
+                if api.listen.replace(addr(&value)?).is_some() {
+                    return Err(twice());
+                }
+            }
+            "--metrics-listen" => {
+                if api.metrics_listen.replace(addr(&value)?).is_some() {
+                    return Err(twice());
+                }
+            }
+            _ => return Err(format!("unexpected argument {a:?}")),
         }
     }
     let config = config.ok_or("missing --config FILE")?;
@@ -81,6 +117,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         config,
         store,
         switch_ctl: ctl,
+        api,
     }))
 }
 
@@ -189,6 +226,7 @@ mod tests {
             config: "g.toml".into(),
             store: Some("/var/s".into()),
             switch_ctl: Some("/run/sw.ctl".into()),
+            api: ApiFlags::default(),
         });
         assert_eq!(
             parse_args(&args(&[
@@ -214,7 +252,8 @@ mod tests {
             Ok(Command::Run(Options {
                 config: "g.toml".into(),
                 store: None,
-                switch_ctl: None
+                switch_ctl: None,
+                api: ApiFlags::default(),
             }))
         );
         assert!(parse_args(&args(&["--store", "x"]))
@@ -227,6 +266,49 @@ mod tests {
             .unwrap_err()
             .contains("twice"));
         assert!(parse_args(&args(&["--bogus", "a"])).is_err());
+        assert!(parse_args(&args(&["--config", "a", "stray"])).is_err());
+        let Ok(Command::Run(o)) = parse_args(&args(&[
+            "--config",
+            "g.toml",
+            "--api-listen",
+            "198.18.0.1:8443",
+            "--api-cert=c.pem",
+            "--api-key",
+            "k.pem",
+            "--api-isp-ca",
+            "ca.pem",
+            "--api-tokens",
+            "tokens",
+            "--metrics-listen",
+            "127.0.0.1:9100",
+        ])) else {
+            panic!("api flags not parsed");
+        };
+        assert_eq!(
+            o.api,
+            ApiFlags {
+                listen: Some("198.18.0.1:8443".parse().unwrap()),
+                cert: Some("c.pem".into()),
+                key: Some("k.pem".into()),
+                isp_ca: Some("ca.pem".into()),
+                tokens: Some("tokens".into()),
+                metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
+            }
+        );
+        assert!(
+            parse_args(&args(&["--config", "g", "--api-listen", "8443"]))
+                .unwrap_err()
+                .contains("IP:PORT")
+        );
+        assert!(parse_args(&args(&[
+            "--config",
+            "g",
+            "--api-tokens",
+            "a",
+            "--api-tokens=b"
+        ]))
+        .unwrap_err()
+        .contains("twice"));
         assert_eq!(
             parse_args(&args(&["check-config", "f"])),
             Ok(Command::CheckConfig("f".into()))

@@ -129,7 +129,8 @@ pub enum Reach {
     Lan,
     /// The gateway's own stack on LOCAL (`"gateway"`).
     Gateway,
-    /// Devices of a UPnP type found by discovery (`"device:MediaRenderer"`).
+    /// Devices found by discovery: of a UPnP device type (`"device:MediaRenderer"`, any
+    /// version), or one device by its UDN (`"device:uuid:..."`, kept with its `uuid:`).
     Device(String),
     /// Another service, by name; allowed in both directions.
     Service(String),
@@ -243,4 +244,40 @@ pub fn format_permille(p: u32) -> String {
 pub fn scale_permille(rate: u64, permille: u32) -> u64 {
     let v = u128::from(rate) * u128::from(permille) / 1000;
     u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// `[api]`: where and how the daemon serves the northbound HTTPS API. A setting of the
+/// daemon on this machine, not part of the policy: the API neither shows nor changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// Address of the HTTPS listener.
+    pub listen: SocketAddr,
+    /// The server's certificate chain (PEM), as written (relative paths: to the config file).
+    pub cert: std::path::PathBuf,
+    /// Its private key (PEM).
+    pub key: std::path::PathBuf,
+    /// The CA whose client certificates are the ISP role (PEM).
+    pub isp_ca: std::path::PathBuf,
+    /// The bearer token store (`shgctl token create --store FILE`).
+    pub tokens: std::path::PathBuf,
+    /// An optional plain-HTTP listener serving only `/metrics`, on a loopback address.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[discovery]`: SSDP/UPnP discovery of home devices on LAN interfaces (a daemon setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverySettings {
+    /// Interfaces to discover on (each needs an IPv4 address).
+    pub interfaces: Vec<String>,
+    /// Whether the gateway announces itself as a UPnP device.
+    pub advertise: bool,
+    /// Its friendly name when it does.
+    pub friendly_name: String,
+}
+
+/// The daemon's own tables of the config file: everything there that is not the policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DaemonSettings {
+    pub api: Option<ApiSettings>,
+    pub discovery: Option<DiscoverySettings>,
 }

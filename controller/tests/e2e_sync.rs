@@ -207,12 +207,15 @@ fn sync_installs_verifies_never_flushes_and_rolls_back_a_refused_change() {
             .await
             .expect("first sync");
         assert_eq!(r.skipped_queue, 5);
-        assert_eq!(r.applied, 44, "41 flows + 3 meters");
+        assert_eq!(
+            r.applied, 47,
+            "44 flows (one SSDP scope flow per service) + 3 meters"
+        );
         let installed = state(&st);
-        assert_eq!(installed.0.len(), 41);
+        assert_eq!(installed.0.len(), 44);
         assert_eq!(installed.1.len(), 3);
         let mods = st.lock().unwrap().mods;
-        assert_eq!(mods, 44);
+        assert_eq!(mods, 47);
 
         // 2. Again: nothing to do, and nothing sent (no flush, no rewrite).
         let r = sync(&mut conn, None, Some(&p1), &p1, 0)
@@ -264,7 +267,7 @@ fn sync_installs_verifies_never_flushes_and_rolls_back_a_refused_change() {
         assert!(r.applied >= 2, "{}", r.applied);
         let now = state(&st);
         assert_ne!(now, installed);
-        assert_eq!(now.0.len(), 43, "two new unicast flows");
+        assert_eq!(now.0.len(), 46, "two new unicast flows");
         let r = sync(&mut conn, None, Some(&p2), &p2, 0)
             .await
             .expect("idempotent");
@@ -398,7 +401,7 @@ fn the_daemon_connects_installs_exits_on_sigterm_and_restarts_without_changes() 
                     l.contains("services.nas.port: the switch has no port"),
                     "{l}"
                 );
-                assert_eq!(mods, 31, "{l}");
+                assert_eq!(mods, 33, "{l}");
                 // The port appears: PORT_STATUS ADD makes the controller plan again.
                 {
                     let mut s = st.lock().unwrap();
@@ -428,9 +431,10 @@ fn the_daemon_connects_installs_exits_on_sigterm_and_restarts_without_changes() 
                     });
                 assert!(l.contains("port ts5 appeared as 5: re-planning"), "{l}");
                 let mods = st.lock().unwrap().mods;
-                // nas's 12 flows, its cap meter, and the floods of the LAN port and cam widened to nas.
-                assert_eq!(mods, 31 + 12 + 1 + 2, "{l}");
-                assert_eq!(state(&st).0.len(), 41);
+                // nas's 12 flows and its SSDP scope flow, its cap meter, the floods of the LAN
+                // port and cam widened to nas, and the LAN's SSDP flow widened to nas.
+                assert_eq!(mods, 33 + 13 + 1 + 2 + 1, "{l}");
+                assert_eq!(state(&st).0.len(), 44);
                 mods_after_first = mods;
             } else {
                 assert_eq!(mods, mods_after_first, "a restart changed the switch: {l}");

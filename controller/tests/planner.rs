@@ -331,8 +331,21 @@ fn broadcast_and_multicast_are_scoped() {
     // B reaches wan and lan: its ARP goes there, never to A or C.
     let r = run(&mut sw, &arp_request(MAC_B, IP_B, [10, 0, 0, 1]), B);
     assert_eq!(outputs(&r), vec![LAN, UPLINK]);
-    // SSDP from B: same scope.
+    // SSDP from B: the LAN (B reaches lan), never the uplink (SSDP is a home-network affair).
     let r = run(&mut sw, &udp4(MAC_B, SSDP_MAC, IP_B, SSDP_IP, 1900), B);
+    assert_eq!(outputs(&r), vec![LAN]);
+    // SSDP from A (wan, gateway): LOCAL only; from C (wan only): no one, counted.
+    let r = run(&mut sw, &udp4(MAC_A, SSDP_MAC, IP_A, SSDP_IP, 1900), A);
+    assert_eq!(outputs(&r), vec![ofport::LOCAL]);
+    let r = run(
+        &mut sw,
+        &udp4(MAC_C, SSDP_MAC, [10, 0, 0, 12], SSDP_IP, 1900),
+        C,
+    );
+    assert!(outputs(&r).is_empty());
+    assert_eq!(last_role(&r), cookie::Role::Flood);
+    // Other multicast from B keeps B's scope.
+    let r = run(&mut sw, &udp4(MAC_B, SSDP_MAC, IP_B, SSDP_IP, 5353), B);
     assert_eq!(outputs(&r), vec![LAN, UPLINK]);
     // SSDP from the LAN: other non-service ports and services reaching lan (B), not A or C.
     let r = run(

@@ -104,22 +104,6 @@ pub enum TraceError {
     Unavailable(String),
 }
 
-fn role_name(r: cookie::Role) -> &'static str {
-    match r {
-        cookie::Role::SpoofAllow => "spoof_allow",
-        cookie::Role::MacGuard => "mac_guard",
-        cookie::Role::SpoofDrop => "spoof_drop",
-        cookie::Role::PortAdmit => "port_admit",
-        cookie::Role::MeterUp => "meter_up",
-        cookie::Role::MeterDown => "meter_down",
-        cookie::Role::Unicast => "unicast",
-        cookie::Role::Deny => "deny",
-        cookie::Role::Flood => "flood",
-        cookie::Role::Default => "default",
-        cookie::Role::Miss => "miss",
-    }
-}
-
 fn mac_u64(m: &[u8; 6]) -> u64 {
     m.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))
 }
@@ -282,9 +266,9 @@ pub fn trace(
     for st in &res.trace {
         let view = match &st.hit {
             Some(h) => {
-                let rule = cookie::parse(h.cookie).map_or_else(
+                let rule = cookie::rule_name(h.cookie).map_or_else(
                     || "foreign".to_string(),
-                    |(r, owner)| format!("{} (owner {owner})", role_name(r)),
+                    |(name, owner)| format!("{name} (owner {owner})"),
                 );
                 last_rule = rule.clone();
                 TraceStepView {

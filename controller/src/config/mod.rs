@@ -8,7 +8,10 @@
 //! is collected. Whether the guarantees fit the link is [`crate::admission`]'s question.
 //! Every key is documented in docs/config.md.
 
+mod daemon;
 mod raw;
+
+pub use daemon::{daemon_settings, DEFAULT_FRIENDLY_NAME, FRIENDLY_NAME_MAX};
 
 use crate::model::{
     format_mac, Class, ForeignPolicy, Gateway, Policy, PortRef, Reach, Service, SwitchLink, Uplink,
@@ -116,6 +119,7 @@ fn validate(raw: RawConfig) -> Result<Policy, Vec<ConfigError>> {
         }
     }
     uniqueness(&raw, &mut errs);
+    daemon::check(&raw, &mut errs);
     match gateway {
         Some(gateway) if errs.0.is_empty() => Ok(Policy { gateway, services }),
         _ => Err(errs.0),
@@ -531,16 +535,13 @@ fn service(
             "lan" => Some(Reach::Lan),
             "gateway" => Some(Reach::Gateway),
             other => match other.strip_prefix("device:") {
-                Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                    Some(Reach::Device(t.to_string()))
-                }
-                Some(_) => {
-                    errs.push(
-                        &path,
-                        format!("{r:?}: a device type is letters and digits, like \"device:MediaRenderer\""),
-                    );
-                    None
-                }
+                Some(t) => match device_selector(t) {
+                    Ok(()) => Some(Reach::Device(t.to_string())),
+                    Err(why) => {
+                        errs.push(&path, format!("{r:?}: {why}"));
+                        None
+                    }
+                },
                 None if other == name => {
                     errs.push(&path, "a service always reaches itself; remove this entry");
                     None
@@ -581,6 +582,33 @@ fn service(
         user,
         reach,
     })
+}
+
+/// Longest UDN accepted after `device:uuid:`.
+pub const UDN_MAX: usize = 128;
+
+/// Checks what follows `device:` in a reach entry: a UPnP device type name (`MediaRenderer`,
+/// matched in any version) or one device's UDN (`uuid:...`).
+fn device_selector(t: &str) -> Result<(), &'static str> {
+    if let Some(id) = t.strip_prefix("uuid:") {
+        let ok = !id.is_empty()
+            && id.len() <= UDN_MAX
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        return if ok {
+            Ok(())
+        } else {
+            Err("a device UDN is \"uuid:\" and 1 to 128 letters, digits, '-', '_' or '.', like \"device:uuid:4d696e69-444c-164e-9d41-b827eb5f11d6\"")
+        };
+    }
+    if t.contains(':') {
+        return Err("give the device type's name alone, like \"device:MediaRenderer\" (it matches every version), or one device as \"device:uuid:...\"");
+    }
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("a device type is letters and digits, like \"device:MediaRenderer\"");
+    }
+    Ok(())
 }
 
 /// Ports, queues, MACs and addresses used twice (each reported at its second use).

@@ -13,6 +13,31 @@ pub(crate) struct RawConfig {
     pub(crate) gateway: RawGateway,
     #[serde(default)]
     pub(crate) services: BTreeMap<String, RawService>,
+    /// `[api]` (a daemon setting, not the policy).
+    pub(crate) api: Option<RawApi>,
+    /// `[discovery]` (a daemon setting, not the policy).
+    pub(crate) discovery: Option<RawDiscovery>,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub(crate) listen: String,
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) isp_ca: String,
+    pub(crate) tokens: String,
+    pub(crate) metrics_listen: Option<String>,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDiscovery {
+    pub(crate) interfaces: Vec<String>,
+    pub(crate) advertise: Option<bool>,
+    pub(crate) friendly_name: Option<String>,
 }
 
 /// `[gateway]`.

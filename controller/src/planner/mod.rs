@@ -56,7 +56,9 @@ pub struct Observed {
     pub meters: Vec<MeterConfig>,
     /// Queues by port (switch control socket or QUEUE_GET_CONFIG).
     pub queues: BTreeMap<u32, PortQueues>,
-    /// Home devices discovery currently knows (SSDP/UPnP), for `device:TYPE` reach.
+    /// Home devices discovery currently knows (SSDP/UPnP), for `device:` reach: a device
+    /// appearing, moving or leaving changes only the flows of the services that select it
+    /// (cookies owned by [`pipeline::cookie::device_owner`] of its UDN).
     pub devices: Vec<KnownDevice>,
 }
 
@@ -224,7 +226,7 @@ pub fn plan_admitted(
     now: u64,
 ) -> Plan {
     let policy = new.policy();
-    let desired = pipeline::compile(policy, &observed.ports);
+    let desired = pipeline::compile(policy, &observed.ports, &observed.devices);
     let delete_foreign = policy.gateway.foreign == ForeignPolicy::Delete;
     let mut plan = Plan {
         now,

@@ -35,8 +35,13 @@
 //! | prio | match | instructions | cookie role |
 //! |---|---|---|---|
 //! | 300 | in_port=X, eth_dst=T.mac, for every source X allowed to reach service T | output T | `Unicast` (owner T) |
+//! | 280 | in_port=LAN, eth_dst=S.mac, ip/arp from an allowed device's address | output S | `DeviceRole::In` (owner: the device) |
 //! | 250 | eth_dst=T.mac (everyone else) | drop | `Deny` (owner T) |
+//! | 220 | in_port=S, multicast, udp 239.255.255.250:1900 (SSDP) | S's SSDP scope, or drop | `Flood` (owner S) |
+//! | 220 | in_port=LAN, multicast, SSDP from an allowed device's address | the LAN's scope and the services allowed to reach it | `DeviceRole::Ssdp` |
+//! | 220 | broadcast ARP between a service and an allowed device | the sender's scope and the other side | `DeviceRole::Arp` |
 //! | 200 | in_port=X, eth_dst=multicast (ARP, SSDP, ND, ...) | output to X's allowed ports | `Flood` |
+//! | 150 | in_port=S, ip/arp to an allowed device's address | output the LAN ports | `DeviceRole::Out` |
 //! | 100 | in_port=X (unknown unicast) | output to X's allowed non-service ports | `Default` |
 //! | 0 | anything | drop | `Miss` |
 //!
@@ -45,8 +50,14 @@
 //! consistent). A non-service port reaches service S under the same keyword in S's list. The
 //! uplink, LAN ports and LOCAL form one bridge among themselves. Broadcast and multicast only
 //! go to allowed ports, so a service never sees another service's ARP or SSDP unless allowed.
-//! `device:TYPE` entries add nothing yet: they await discovery's inventory.
+//! `device:` entries let a service and the discovered devices they select talk over IPv4 and
+//! ARP, and scope SSDP; the rules and the exact flows are in [`devices`]'s documentation.
 
+pub mod devices;
+
+pub use devices::{device_type_name, SSDP_ADDR, SSDP_PORT};
+
+use super::KnownDevice;
 use crate::model::{Policy, PortRef, Reach, Service};
 use shg_flows::action::{port as ofport, Action, Instruction};
 use shg_flows::field::Field;
@@ -105,6 +116,93 @@ pub mod cookie {
         c & MAGIC_MASK == MAGIC
     }
 
+    impl Role {
+        /// Snake-case name, as traces and logs print it.
+        pub fn name(self) -> &'static str {
+            match self {
+                Role::SpoofAllow => "spoof_allow",
+                Role::MacGuard => "mac_guard",
+                Role::SpoofDrop => "spoof_drop",
+                Role::PortAdmit => "port_admit",
+                Role::MeterUp => "meter_up",
+                Role::MeterDown => "meter_down",
+                Role::Unicast => "unicast",
+                Role::Deny => "deny",
+                Role::Flood => "flood",
+                Role::Default => "default",
+                Role::Miss => "miss",
+            }
+        }
+    }
+
+    /// Roles of the flows that `device:` reach adds (role bytes from 0x10), owned by a device:
+    /// the owner is [`device_owner`] of its UDN. Kept apart from [`Role`] so that code matching
+    /// every `Role` stays exhaustive.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    #[repr(u8)]
+    pub enum DeviceRole {
+        /// LAN port → service: IPv4 and ARP from the device's address to the service's MAC.
+        In = 0x10,
+        /// Service → LAN ports: IPv4 and ARP to the device's address.
+        Out = 0x11,
+        /// Broadcast ARP between a service and the device.
+        Arp = 0x12,
+        /// SSDP multicast from the device's address, to the services allowed to reach it.
+        Ssdp = 0x13,
+    }
+
+    impl DeviceRole {
+        const ALL: [DeviceRole; 4] = [
+            DeviceRole::In,
+            DeviceRole::Out,
+            DeviceRole::Arp,
+            DeviceRole::Ssdp,
+        ];
+
+        /// Snake-case name, as traces and logs print it.
+        pub fn name(self) -> &'static str {
+            match self {
+                DeviceRole::In => "device_in",
+                DeviceRole::Out => "device_out",
+                DeviceRole::Arp => "device_arp",
+                DeviceRole::Ssdp => "device_ssdp",
+            }
+        }
+    }
+
+    /// The cookie of a device flow.
+    pub fn make_device(role: DeviceRole, owner: u32) -> u64 {
+        MAGIC | (u64::from(role as u8) << 32) | u64::from(owner)
+    }
+
+    /// `(role, owner)` of a device flow's cookie.
+    pub fn parse_device(c: u64) -> Option<(DeviceRole, u32)> {
+        if !is_ours(c) {
+            return None;
+        }
+        let role = u8::try_from((c >> 32) & 0xff).ok()?;
+        let owner = u32::try_from(c & 0xffff_ffff).ok()?;
+        DeviceRole::ALL
+            .into_iter()
+            .find(|r| *r as u8 == role)
+            .map(|r| (r, owner))
+    }
+
+    /// The owner bits of a device's flows: FNV-1a (32 bit) of its UDN in ASCII lower case
+    /// (UUIDs compare without case), so a device keeps its cookies across plans and restarts.
+    pub fn device_owner(udn: &str) -> u32 {
+        udn.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0193)
+        })
+    }
+
+    /// `(role name, owner)` of any planner cookie, service or device role.
+    pub fn rule_name(c: u64) -> Option<(&'static str, u32)> {
+        parse(c)
+            .map(|(r, o)| (r.name(), o))
+            .or_else(|| parse_device(c).map(|(r, o)| (r.name(), o)))
+    }
+
     /// `(role, owner)` of a planner cookie.
     pub fn parse(c: u64) -> Option<(Role, u32)> {
         if !is_ours(c) {
@@ -133,6 +231,12 @@ pub mod prio {
     pub const FLOOD: u16 = 200;
     pub const DEFAULT: u16 = 100;
     pub const MISS: u16 = 0;
+    /// LAN → service from an allowed device's address (above `DENY`).
+    pub const DEVICE_IN: u16 = 280;
+    /// SSDP and broadcast ARP scoped by device reach (above `FLOOD`).
+    pub const SCOPED: u16 = 220;
+    /// Service → an allowed device's address (above `DEFAULT`).
+    pub const DEVICE_OUT: u16 = 150;
 }
 
 /// Table ids.
@@ -284,8 +388,8 @@ fn outputs(ports: &[u32], uplink: u32, queue: u32) -> Option<Vec<Instruction>> {
     (!acts.is_empty()).then(|| vec![Instruction::ApplyActions(acts)])
 }
 
-/// Compiles `p` against the switch's port names.
-pub fn compile(p: &Policy, port_names: &BTreeMap<String, u32>) -> Desired {
+/// Compiles `p` against the switch's port names and the devices discovery knows.
+pub fn compile(p: &Policy, port_names: &BTreeMap<String, u32>, known: &[KnownDevice]) -> Desired {
     let mut d = Desired::default();
     let g = &p.gateway;
     let Some(uplink) = resolve(&g.uplink.port, port_names) else {
@@ -485,14 +589,53 @@ pub fn compile(p: &Policy, port_names: &BTreeMap<String, u32>) -> Desired {
             Vec::new(),
         );
     }
+    // Every port's broadcast/multicast scope, shared with the device flows.
+    let mut flood_of: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for &(s, port) in &svcs {
-        let plain = other_ports(s);
-        let mut flood = plain.clone();
+        let mut flood = other_ports(s);
         flood.extend(
             svcs.iter()
                 .filter(|(t, _)| p.services_allowed(&s.name, &t.name))
                 .map(|(_, tp)| *tp),
         );
+        flood_of.insert(port, flood);
+    }
+    for o in &others {
+        let mut flood: Vec<u32> = others
+            .iter()
+            .filter(|x| x.port != o.port)
+            .map(|x| x.port)
+            .collect();
+        flood.extend(
+            svcs.iter()
+                .filter(|(t, _)| t.reaches(&o.kind.reach()))
+                .map(|(_, tp)| *tp),
+        );
+        flood_of.insert(o.port, flood);
+    }
+    let lans: Vec<u32> = others
+        .iter()
+        .filter(|o| o.kind == Reach2::Lan)
+        .map(|o| o.port)
+        .collect();
+    let dev = devices::Ctx {
+        policy: p,
+        svcs: &svcs,
+        lans: &lans,
+        local: g.local.then_some(ofport::LOCAL),
+        uplink,
+        flood_of: &flood_of,
+    };
+    for f in dev
+        .ssdp_flows()
+        .into_iter()
+        .chain(dev.flows(known, &mut d.notes))
+    {
+        add(f.table_id, f.priority, f.cookie, f.r#match, f.instructions);
+    }
+    for &(s, port) in &svcs {
+        let plain = other_ports(s);
+        let flood = flood_of.get(&port).cloned().unwrap_or_default();
         let mut m = m_in(port);
         multicast(&mut m);
         if let Some(i) = outputs(&flood, uplink, s.queue) {
@@ -520,12 +663,7 @@ pub fn compile(p: &Policy, port_names: &BTreeMap<String, u32>) -> Desired {
             .filter(|x| x.port != o.port)
             .map(|x| x.port)
             .collect();
-        let mut flood = plain.clone();
-        flood.extend(
-            svcs.iter()
-                .filter(|(t, _)| t.reaches(&o.kind.reach()))
-                .map(|(_, tp)| *tp),
-        );
+        let flood = flood_of.get(&o.port).cloned().unwrap_or_default();
         let mut m = m_in(o.port);
         multicast(&mut m);
         if let Some(i) = outputs(&flood, uplink, DEFAULT_QUEUE) {

@@ -15,7 +15,7 @@
 use super::queues::{ctl_line, is_queue_change, parse_dump_queues, undo_queue_changes};
 use crate::model::Policy;
 use crate::planner::pipeline::PortQueues;
-use crate::planner::{plan, Change, Observed, Plan};
+use crate::planner::{plan, Change, KnownDevice, Observed, Plan};
 use crate::southbound::conn::{OfConn, OfError, Snapshot};
 use crate::southbound::rollback::undo_all;
 use shg_flows::wire::message::Message;
@@ -149,6 +149,11 @@ pub struct SyncReport {
     pub skipped_queue: usize,
     /// The switch's ports by name, as last read.
     pub ports: BTreeMap<String, u32>,
+    /// What the switch holds now, as read back (after applying: the verified state), with
+    /// the devices the plan was made for.
+    pub observed: Observed,
+    /// The plan that was applied (empty when the switch already matched).
+    pub plan: Plan,
 }
 
 /// One request to the control socket, off the async thread.
@@ -181,6 +186,22 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     policy: &Policy,
     now: u64,
 ) -> Result<SyncReport, SyncError> {
+    sync_with(conn, ctl, old, policy, &[], now).await
+}
+
+/// [`sync`] with the home devices discovery knows (for `device:TYPE` reach).
+pub async fn sync_with<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut OfConn<S>,
+    ctl: Option<&Path>,
+    old: Option<&Policy>,
+    policy: &Policy,
+    devices: &[KnownDevice],
+    now: u64,
+) -> Result<SyncReport, SyncError> {
+    let seen = |s: &Snapshot, q: BTreeMap<u32, PortQueues>| Observed {
+        devices: devices.to_vec(),
+        ..observed(s, q)
+    };
     let before = conn.snapshot().await?;
     // Flows matter more than queues: a control socket that cannot be read costs this sync
     // its queue changes, not its flows.
@@ -191,8 +212,8 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
             (None, BTreeMap::new())
         }
     };
-    let p = plan(old, policy, &observed(&before, qbefore.clone()), now)
-        .map_err(|r| SyncError::Rejected(r.to_string()))?;
+    let obs_before = seen(&before, qbefore.clone());
+    let p = plan(old, policy, &obs_before, now).map_err(|r| SyncError::Rejected(r.to_string()))?;
     for n in &p.notes {
         warn!("plan: {n}");
     }
@@ -220,6 +241,8 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
             .iter()
             .map(|x| (x.name.clone(), x.port_no))
             .collect(),
+        observed: obs_before,
+        plan: Plan::default(),
     };
     let todo: usize = steps
         .iter()
@@ -229,6 +252,7 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         .sum();
     if todo == 0 {
         info!("sync: the switch already matches the policy (0 changes)");
+        report.plan = p;
         return Ok(report);
     }
     info!("sync: plan {}", p.summary());
@@ -302,7 +326,8 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     // Verify: the next plan must be empty (queue changes aside when they cannot be made).
     let after = conn.snapshot().await?;
     let qafter = read_queues(ctl).await?;
-    let again = plan(Some(policy), policy, &observed(&after, qafter), now)
+    let obs_after = seen(&after, qafter);
+    let again = plan(Some(policy), policy, &obs_after, now)
         .map_err(|r| SyncError::Rejected(r.to_string()))?;
     let left: Vec<&Change> = again
         .changes
@@ -319,6 +344,9 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         });
     }
     info!("sync: applied {todo} change(s) and verified");
+    report.ports = obs_after.ports.clone();
+    report.observed = obs_after;
+    report.plan = p;
     Ok(report)
 }
 

@@ -8,7 +8,9 @@
 
 use super::check::{check_file, patch};
 use super::model::*;
-use super::policy::{controller_config, Controller, PolicyClient, Verdict};
+use super::policy::{
+    controller_config, ApiClient, Controller, PolicyClient, UserChange, Verdict, API_ADDR,
+};
 use super::report::{Bin, Event, PingSample, ReachResult, RunData, Series};
 use super::topo::{Plan, Topo, ROUTER_IP, ROUTER_MAC};
 use super::traffic::{iperf_intervals, parse_ping_log, parse_sent, probe_hits, RecvBin, Timeline};
@@ -314,7 +316,15 @@ pub fn run_scenario(opts: &RunOpts) -> io::Result<RunOutcome> {
             .join(",")
     ));
     let switch_ctl = dir.join("switch.ctl");
-    let controller = Controller::new(&bins.controller, &topo.gw, &dir, &switch_ctl);
+    let mut controller = Controller::new(&bins.controller, &topo.gw, &dir, &switch_ctl);
+    match ApiClient::setup(bins.shgctl.as_deref(), &topo.gw, &dir) {
+        Ok(a) => controller.api = Some(a),
+        Err(e) => {
+            let why = format!("policy changes go by the config file and SIGHUP: the controller's API could not be set up ({e})");
+            log_step(&why);
+            data.notes.push(why);
+        }
+    }
     let mut policies: Vec<PolicyFields> = s.services.iter().map(|x| x.policy.clone()).collect();
     let mut accepted_text = controller_config(&s, &topo.plan, &policies);
     controller.write_config(&accepted_text)?;
@@ -329,6 +339,15 @@ pub fn run_scenario(opts: &RunOpts) -> io::Result<RunOutcome> {
     rig.switch = Some(start_switch(&bins, &rig.topo, &dir, &switch_ctl)?);
     rig.controller.wait_synced(1, Duration::from_secs(20))?;
     log_step("shg-controller synced with shg-switch (policy applied)");
+    if let Some(a) = &rig.controller.api {
+        let how = if a.reachable() {
+            format!("policy changes go through the controller's HTTPS API (https://{API_ADDR} in the gateway namespace): the ISP with its client certificate, the home user with a token (shgctl)")
+        } else {
+            "the controller's API does not answer: policy changes fall back to the config file and SIGHUP".to_string()
+        };
+        log_step(&how);
+        data.notes.push(how);
+    }
 
     // Receivers.
     let mut rts: Vec<TrafficRt> = Vec::new();
@@ -1004,7 +1023,30 @@ fn act(
             let mut next: Vec<PolicyFields> = policies.to_vec();
             next[i] = patch(&policies[i], set, unset);
             let text = controller_config(s, &rig.topo.plan, &next);
-            let verdict = match rig.controller.push(&text) {
+            // The home user's own keys go as the user's request; anything else as the ISP's.
+            let only_user = PolicyFields {
+                user: None,
+                ..set.clone()
+            } == PolicyFields::default()
+                && unset.iter().all(|k| k.starts_with("user."));
+            let pushed = if only_user {
+                let u = set.user.clone().unwrap_or_default();
+                let gone = |k: &str| unset.iter().any(|x| x == k);
+                let change = UserChange {
+                    priority: u
+                        .priority
+                        .map(Some)
+                        .or(gone("user.priority").then_some(None)),
+                    max_rate: u
+                        .max_rate
+                        .map(Some)
+                        .or(gone("user.max_rate").then_some(None)),
+                };
+                rig.controller.set_user(service, &change, &text)
+            } else {
+                rig.controller.push(&text)
+            };
+            let verdict = match pushed {
                 Ok(v) => v,
                 Err(e) => {
                     data.errors.push(format!("phase {phase}: policy push: {e}"));
