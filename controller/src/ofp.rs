@@ -157,7 +157,7 @@ pub fn run(args: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
     };
     match cmd.as_str() {
         "help" | "-h" | "--help" => {
-            let _ = writeln!(out, "{USAGE}");
+            let _ = writeln!(out, "{USAGE}\n{}", crate::nbctl::USAGE);
             0
         }
         "ofp-print" => ofp_print(rest, stdin, out, err),
