@@ -8,6 +8,7 @@ use shg_scenario::scenario::policy::{controller_config, map_controller_path};
 use shg_scenario::scenario::topo::Plan;
 use shg_scenario::scenario::{library_dir, library_files};
 use std::process::Command;
+use std::time::Duration;
 
 const MINI: &str = r#"
 description = "mini"
@@ -77,6 +78,7 @@ fn every_library_scenario_checks() {
         "isolation",
         "controller-failover",
         "admission-rejection",
+        "dlna-discovery",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -115,6 +117,137 @@ fn every_library_scenario_checks() {
     for svc in ["call", "tv", "game", "backup"] {
         assert!(fe.is_service(svc), "{svc}");
     }
+}
+
+#[test]
+fn dlna_discovery_runs_devices_and_gives_the_controller_a_lan_interface() {
+    let s = check_file(&library_dir().join("dlna-discovery.toml")).unwrap();
+    assert!(s.duration.as_secs() <= 30, "must run in under 60 s");
+    assert_eq!(
+        s.software_of("renderer"),
+        Some(DeviceSoftware::Gmediarender)
+    );
+    assert_eq!(s.software_of("server"), Some(DeviceSoftware::Minidlna));
+    assert!(s
+        .asserts
+        .iter()
+        .any(|a| matches!(a, Assert::Discovered { .. })));
+    assert!(s.phases.iter().any(|p| p
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::StopDevice { device } if device == "renderer"))));
+    let plan = Plan::new("shg1234567a", &s);
+    let d = plan.discovery.clone().expect("a discovery port");
+    assert!(d.ctl_if.len() <= 15 && d.switch_if.len() <= 15);
+    assert!(plan.hosts.iter().all(|h| h.port != d.port));
+    assert!(shg_scenario::netns::in_test_range(
+        shg_scenario::scenario::topo::CTL_LAN_IP
+    ));
+    // The controller's LAN port is a LAN port of the policy.
+    let policies: Vec<_> = s.services.iter().map(|x| x.policy.clone()).collect();
+    let conf = controller_config(&s, &plan, &policies);
+    assert!(conf.contains(&format!("\"{}\"", d.switch_if)), "{conf}");
+    assert!(conf.contains("\"device:MediaRenderer\""), "{conf}");
+    // Without `run`, no discovery port (the other scenarios are unchanged).
+    let iso = check_file(&library_dir().join("isolation.toml")).unwrap();
+    assert!(Plan::new("shg1234567a", &iso).discovery.is_none());
+}
+
+#[test]
+fn device_software_keys_are_checked_with_paths() {
+    let bad = r#"
+description = "x"
+duration = "10s"
+[gateway]
+up = "20mbit"
+down = "100mbit"
+[[service]]
+name = "media"
+class = "streaming"
+reach = ["device:MediaRenderer"]
+[[device]]
+name = "tv"
+run = "vlc"
+[[device]]
+name = "box"
+run = 3
+[[device]]
+name = "laptop"
+colour = "red"
+[[device]]
+name = "r1"
+run = "gmediarender"
+[[device]]
+name = "r2"
+run = "gmediarender"
+[[phase]]
+name = "a"
+at = "1s"
+do = [{ action = "stop-device", device = "laptop" }, { action = "stop-device" }]
+[[assert]]
+kind = "discovered"
+device = "media"
+within = "90s"
+[[assert]]
+kind = "discovered"
+device = "r1"
+[[assert]]
+kind = "discovered"
+device = "r1"
+within = "5"
+"#;
+    let p = paths(bad);
+    for want in [
+        "device[0].run",
+        "device[1].run",
+        "device[2].colour",
+        "device[4].run",
+        "phase[0].do[0].device",
+        "phase[0].do[1].device",
+        "assert[0].device",
+        "assert[0].within",
+        "assert[1].within",
+        "assert[2].within",
+    ] {
+        assert!(
+            p.iter().any(|x| x == want),
+            "no error at {want}; got {p:#?}"
+        );
+    }
+    let ok = r#"
+description = "x"
+duration = "10s"
+[gateway]
+up = "20mbit"
+down = "100mbit"
+[[service]]
+name = "media"
+class = "streaming"
+reach = ["device:MediaRenderer"]
+[[device]]
+name = "r1"
+run = "gmediarender"
+[[phase]]
+name = "off"
+at = "5s"
+do = [{ action = "stop-device", device = "r1" }]
+[[assert]]
+kind = "discovered"
+device = "r1"
+within = "2.5s"
+"#;
+    let s = check_str("t", ok).unwrap();
+    assert_eq!(
+        s.asserts,
+        vec![Assert::Discovered {
+            device: "r1".into(),
+            within: Duration::from_millis(2500)
+        }]
+    );
+    assert_eq!(
+        s.device_software,
+        vec![("r1".into(), DeviceSoftware::Gmediarender)]
+    );
 }
 
 #[test]

@@ -176,6 +176,7 @@ fn data(loaded_rtt: f64) -> RunData {
             received: 0,
             error: None,
         }],
+        discovered: Vec::new(),
         errors: Vec::new(),
         notes: Vec::new(),
         wall_s: 20.0,
@@ -255,6 +256,50 @@ fn assertions_pass_and_fail_as_measured() {
     assert!(d.passed());
     d.errors.push("shg-switch exited".into());
     assert!(!d.passed());
+}
+
+#[test]
+fn discovered_is_judged_against_its_bound() {
+    use shg_scenario::scenario::model::Assert;
+    use std::time::Duration;
+    let mut d = data(12.0);
+    d.scenario.asserts = ["tv", "box", "pc", "nas"]
+        .iter()
+        .map(|n| Assert::Discovered {
+            device: (*n).into(),
+            within: Duration::from_secs(2),
+        })
+        .collect();
+    let r = |n: &str, after: Option<f64>, err: Option<&str>| DiscoveredResult {
+        device: n.into(),
+        after_s: after,
+        types: vec!["urn:schemas-upnp-org:device:MediaRenderer:1".into()],
+        error: err.map(Into::into),
+    };
+    d.discovered = vec![
+        r("tv", Some(0.48), None),
+        r("box", Some(2.5), None),
+        r(
+            "pc",
+            None,
+            Some("not in the controller's inventory 30 s after launch"),
+        ),
+    ];
+    let j = d.judge();
+    let pass: Vec<bool> = j.iter().map(|x| x.pass).collect();
+    assert_eq!(pass, vec![true, false, false, false], "{j:#?}");
+    assert!(
+        j[0].measured.starts_with("after 0.48 s (urn:"),
+        "{}",
+        j[0].measured
+    );
+    assert!(j[2].measured.contains("30 s after launch"));
+    assert_eq!(j[3].measured, "not run");
+    let json = d.json().to_string();
+    assert!(
+        json.contains("\"discovered\"") && json.contains("\"after_s\":0.48"),
+        "{json}"
+    );
 }
 
 #[test]

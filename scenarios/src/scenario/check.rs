@@ -126,6 +126,8 @@ struct Raw {
     /// (path, name, policy).
     services: Vec<(String, String, PolicyFields)>,
     devices: Vec<(String, String)>,
+    /// (path of `run`, device name, what was written).
+    device_runs: Vec<(String, String, String)>,
     traffic: Vec<(String, RawTraffic)>,
     phases: Vec<PhaseItem>,
     asserts: Vec<(String, RawAssert)>,
@@ -202,10 +204,26 @@ fn parse_raw(text: &str, errs: &mut Errs) -> Option<Raw> {
         }
     }
     let mut devices = Vec::new();
+    let mut device_runs = Vec::new();
     for (path, v) in items(&top, "device", errs) {
         if let Some((name, rest)) = name_of(v, &path, errs) {
-            for k in rest.keys() {
-                errs.push(join(&path, k), "unknown key; a device has only a name");
+            for (k, val) in &rest {
+                if k == "run" {
+                    match val {
+                        toml::Value::String(r) => {
+                            device_runs.push((join(&path, k), name.clone(), r.clone()));
+                        }
+                        _ => errs.push(
+                            join(&path, k),
+                            "must be a string: \"minidlna\" or \"gmediarender\"",
+                        ),
+                    }
+                } else {
+                    errs.push(
+                        join(&path, k),
+                        "unknown key; a device has a name and optionally run",
+                    );
+                }
             }
             devices.push((path, name));
         }
@@ -238,6 +256,7 @@ fn parse_raw(text: &str, errs: &mut Errs) -> Option<Raw> {
         gateway,
         services,
         devices,
+        device_runs,
         traffic,
         phases,
         asserts,
@@ -469,6 +488,34 @@ fn validate(name: &str, raw: Raw, errs: &mut Errs) -> Option<Scenario> {
             hosts.insert(n.clone(), path.clone());
         }
     }
+    let mut device_software = Vec::new();
+    for (path, name, r) in &raw.device_runs {
+        match DeviceSoftware::parse(r) {
+            Some(sw) => device_software.push((name.clone(), sw)),
+            None => errs.push(
+                path.clone(),
+                format!("{r:?}: expected \"minidlna\" or \"gmediarender\""),
+            ),
+        }
+    }
+    for sw in [DeviceSoftware::Minidlna, DeviceSoftware::Gmediarender] {
+        if device_software.iter().filter(|(_, s)| *s == sw).count() > 1 {
+            if let Some((p, _, _)) = raw
+                .device_runs
+                .iter()
+                .filter(|(_, _, r)| r == sw.as_str())
+                .nth(1)
+            {
+                errs.push(
+                    p.clone(),
+                    format!(
+                        "at most one device runs {} (each has a fixed UDN)",
+                        sw.as_str()
+                    ),
+                );
+            }
+        }
+    }
     if raw.services.len() + raw.devices.len() > MAX_HOSTS {
         errs.push(
             "service",
@@ -669,6 +716,17 @@ fn validate(name: &str, raw: Raw, errs: &mut Errs) -> Option<Scenario> {
                 RawAction::KillController => Action::KillController,
                 RawAction::StopController => Action::StopController,
                 RawAction::StartController => Action::StartController,
+                RawAction::StopDevice { device } => {
+                    if !device_software.iter().any(|(n, _)| n == device) {
+                        errs.push(
+                            join(&ap, "device"),
+                            format!("{device:?}: not a device with `run`"),
+                        );
+                    }
+                    Action::StopDevice {
+                        device: device.clone(),
+                    }
+                }
             });
         }
         if let Some(at) = at {
@@ -929,6 +987,24 @@ fn validate(name: &str, raw: Raw, errs: &mut Errs) -> Option<Scenario> {
                     }
                 }
             }
+            RawAssert::Discovered { device, within } => {
+                if !device_software.iter().any(|(n, _)| n == device) {
+                    errs.push(
+                        join(path, "device"),
+                        format!("{device:?}: not a device with `run`"),
+                    );
+                }
+                let w = dur(within, &join(path, "within"), errs);
+                if let Some(x) =
+                    w.filter(|x| *x < Duration::from_millis(100) || *x > Duration::from_secs(60))
+                {
+                    errs.push(join(path, "within"), format!("{x:?}: must be 100ms..=60s"));
+                }
+                w.map(|within| Assert::Discovered {
+                    device: device.clone(),
+                    within,
+                })
+            }
         };
         if let Some(c) = checked {
             asserts.push(c);
@@ -948,6 +1024,7 @@ fn validate(name: &str, raw: Raw, errs: &mut Errs) -> Option<Scenario> {
         },
         services,
         devices: raw.devices.into_iter().map(|(_, n)| n).collect(),
+        device_software,
         traffic,
         phases,
         asserts,

@@ -123,6 +123,8 @@ pub enum RawAction {
     StopController,
     /// Starts the controller again (it reconnects and resyncs).
     StartController,
+    /// SIGTERM (by PID) to the UPnP software a device runs (`run`): it says byebye.
+    StopDevice { device: String },
 }
 
 /// `[[assert]]` as written.
@@ -168,6 +170,10 @@ pub enum RawAssert {
         service: String,
         min: String,
     },
+    Discovered {
+        device: String,
+        within: String,
+    },
 }
 
 // ---- the checked model ----
@@ -181,6 +187,8 @@ pub struct Scenario {
     pub gateway: Gateway,
     pub services: Vec<Service>,
     pub devices: Vec<String>,
+    /// Devices that run real UPnP software (`run = ...`), in file order.
+    pub device_software: Vec<(String, DeviceSoftware)>,
     pub traffic: Vec<Traffic>,
     pub phases: Vec<Phase>,
     pub asserts: Vec<Assert>,
@@ -203,6 +211,40 @@ pub struct Service {
     pub name: String,
     pub queue: u32,
     pub policy: PolicyFields,
+}
+
+/// UPnP software a LAN device runs (`[[device]] run = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSoftware {
+    /// minidlnad: a DLNA MediaServer:1 (HTTP on 8200).
+    Minidlna,
+    /// gmediarender: a UPnP MediaRenderer:1 (HTTP on 49494).
+    Gmediarender,
+}
+
+impl DeviceSoftware {
+    pub fn parse(s: &str) -> Option<DeviceSoftware> {
+        match s {
+            "minidlna" => Some(DeviceSoftware::Minidlna),
+            "gmediarender" => Some(DeviceSoftware::Gmediarender),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceSoftware::Minidlna => "minidlna",
+            DeviceSoftware::Gmediarender => "gmediarender",
+        }
+    }
+
+    /// The TCP port it serves its description on (ready once it listens).
+    pub fn http_port(self) -> u16 {
+        match self {
+            DeviceSoftware::Minidlna => 8200,
+            DeviceSoftware::Gmediarender => 49494,
+        }
+    }
 }
 
 /// What a traffic item runs.
@@ -248,6 +290,9 @@ pub enum Action {
     KillController,
     StopController,
     StartController,
+    StopDevice {
+        device: String,
+    },
 }
 
 /// Which way a service's traffic goes.
@@ -369,6 +414,12 @@ pub enum Assert {
         service: String,
         min: Grade,
     },
+    /// The device (running UPnP software) is in the controller's inventory (`GET /v1/devices`,
+    /// by its address) within `within` of its software's launch.
+    Discovered {
+        device: String,
+        within: Duration,
+    },
 }
 
 impl Scenario {
@@ -381,6 +432,14 @@ impl Scenario {
         let start = self.phases.get(i)?.at;
         let end = self.phases.get(i + 1).map_or(self.duration, |p| p.at);
         Some((start, end))
+    }
+
+    /// The UPnP software device `name` runs, if any.
+    pub fn software_of(&self, name: &str) -> Option<DeviceSoftware> {
+        self.device_software
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
     }
 
     /// Whether `name` is a service.

@@ -334,6 +334,19 @@ impl ApiClient {
         ))
     }
 
+    /// The controller's device inventory (`shgctl devices`, as the user): `GET /v1/devices`.
+    pub fn devices(&self) -> io::Result<serde_json::Value> {
+        let (code, out, err) = self.shgctl(false, &["devices"])?;
+        if code != 0 {
+            return Err(io::Error::other(format!(
+                "shgctl devices exited with {code}: {}",
+                err.trim()
+            )));
+        }
+        serde_json::from_str(&out)
+            .map_err(|e| io::Error::other(format!("shgctl devices: {e}: {}", out.trim())))
+    }
+
     /// Whether the API answers (`whoami` as the user).
     pub fn reachable(&self) -> bool {
         self.shgctl(false, &["whoami"])
@@ -407,6 +420,7 @@ pub fn controller_config(s: &Scenario, plan: &Plan, policies: &[PolicyFields]) -
         .iter()
         .filter(|h| !h.service)
         .map(|h| q(&h.switch_if))
+        .chain(plan.discovery.iter().map(|d| q(&d.switch_if)))
         .collect();
     let _ = writeln!(t, "lan = [{}]\nlocal = false", lan.join(", "));
     if let Some(h) = s.gateway.headroom {
@@ -568,6 +582,8 @@ pub struct Controller {
     /// The HTTPS API, when set up: pushes go there first, and the config file carries its
     /// `[api]` table.
     pub api: Option<ApiClient>,
+    /// `[discovery] interfaces` for the config file (a setting of the daemon, not policy).
+    pub discovery: Option<String>,
 }
 
 impl Controller {
@@ -586,6 +602,7 @@ impl Controller {
             earlier_syncs: 0,
             verdict_timeout: Duration::from_secs(15),
             api: None,
+            discovery: None,
         }
     }
 
@@ -597,10 +614,17 @@ impl Controller {
     /// Writes the config file atomically (with the `[api]` table when the API is set up).
     pub fn write_config(&self, text: &str) -> io::Result<()> {
         let tmp = self.config.with_extension("toml.new");
-        let full = match &self.api {
+        let mut full = match &self.api {
             Some(a) => format!("{text}{}", a.config_table()),
             None => text.to_string(),
         };
+        if let Some(i) = &self.discovery {
+            let _ = write!(
+                full,
+                "\n# SSDP discovery on the controller's LAN interface.\n[discovery]\ninterfaces = [{}]\n",
+                q(i)
+            );
+        }
         std::fs::write(&tmp, full)?;
         std::fs::rename(&tmp, &self.config)
     }

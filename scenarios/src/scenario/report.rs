@@ -57,6 +57,17 @@ pub struct ReachResult {
     pub error: Option<String>,
 }
 
+/// When a device running UPnP software appeared in the controller's inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveredResult {
+    pub device: String,
+    /// Seconds from its software's launch to its first sight in `GET /v1/devices`.
+    pub after_s: Option<f64>,
+    /// The device types the inventory showed for it.
+    pub types: Vec<String>,
+    pub error: Option<String>,
+}
+
 /// Something that happened on the timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -81,6 +92,8 @@ pub struct RunData {
     /// Verdict of each phase's policy actions: (phase, service, verdict).
     pub verdicts: Vec<(String, String, Verdict)>,
     pub reach: Vec<ReachResult>,
+    /// One per device that runs UPnP software.
+    pub discovered: Vec<DiscoveredResult>,
     /// Errors that fail the run (a process that died, a tool that failed).
     pub errors: Vec<String>,
     pub notes: Vec<String>,
@@ -456,6 +469,34 @@ impl RunData {
                         pass: g.and_then(|g| g.grade).is_some_and(|g| g <= *min),
                     }
                 }
+                Assert::Discovered { device, within } => {
+                    let r = self.discovered.iter().find(|r| &r.device == device);
+                    let what = format!(
+                        "{device} is in the controller's inventory within {:.1} s of its launch",
+                        within.as_secs_f64()
+                    );
+                    match r {
+                        Some(DiscoveredResult {
+                            after_s: Some(t),
+                            types,
+                            ..
+                        }) => Judged {
+                            what,
+                            measured: format!("after {t:.2} s ({})", types.join(", ")),
+                            pass: *t <= within.as_secs_f64(),
+                        },
+                        Some(r) => Judged {
+                            what,
+                            measured: r.error.clone().unwrap_or_else(|| "not seen".to_string()),
+                            pass: false,
+                        },
+                        None => Judged {
+                            what,
+                            measured: "not run".into(),
+                            pass: false,
+                        },
+                    }
+                }
             };
             out.push(j);
         }
@@ -723,6 +764,7 @@ impl RunData {
             "verdicts": self.verdicts.iter().map(|(p, s, v)| json!({"phase": p, "service": s, "verdict": v.label(), "text": v.text()})).collect::<Vec<_>>(),
             "reach": self.reach.iter().map(|r| json!({"at": r.at, "from": r.from, "to": r.to,
                 "spoof": r.spoof.map(|s| if s == Spoof::Ip { "ip" } else { "mac" }), "sent": r.sent, "received": r.received, "error": r.error})).collect::<Vec<_>>(),
+            "discovered": self.discovered.iter().map(|r| json!({"device": r.device, "after_s": r.after_s, "types": r.types, "error": r.error})).collect::<Vec<_>>(),
             "errors": self.errors,
             "notes": self.notes,
         })

@@ -11,7 +11,7 @@ use super::model::*;
 use super::policy::{
     controller_config, ApiClient, Controller, PolicyClient, UserChange, Verdict, API_ADDR,
 };
-use super::report::{Bin, Event, PingSample, ReachResult, RunData, Series};
+use super::report::{Bin, DiscoveredResult, Event, PingSample, ReachResult, RunData, Series};
 use super::topo::{Plan, Topo, ROUTER_IP, ROUTER_MAC};
 use super::traffic::{iperf_intervals, parse_ping_log, parse_sent, probe_hits, RecvBin, Timeline};
 use crate::bench::{machine_note, now_utc};
@@ -124,6 +124,12 @@ fn check_machine(s: &Scenario) -> io::Result<()> {
     {
         tools.push(("iperf3", "iperf3"));
     }
+    for (_, sw) in &s.device_software {
+        tools.push(match sw {
+            DeviceSoftware::Minidlna => ("minidlnad", "minidlna"),
+            DeviceSoftware::Gmediarender => ("gmediarender", "gmediarender"),
+        });
+    }
     let missing: Vec<String> = tools
         .iter()
         .filter(|(t, _)| run("sh", &["-c", &format!("command -v {t}")]).is_err())
@@ -181,6 +187,8 @@ struct TrafficRt {
 struct Rig {
     traffic: Vec<Proc>,
     receivers: Vec<Proc>,
+    /// UPnP software of devices (`run`): (device, process).
+    devices: Vec<(String, Proc)>,
     controller: Controller,
     switch: Option<Proc>,
     topo: Topo,
@@ -299,6 +307,7 @@ pub fn run_scenario(opts: &RunOpts) -> io::Result<RunOutcome> {
         events: Vec::new(),
         verdicts: Vec::new(),
         reach: Vec::new(),
+        discovered: Vec::new(),
         errors: Vec::new(),
         notes: Vec::new(),
         wall_s: 0.0,
@@ -317,6 +326,7 @@ pub fn run_scenario(opts: &RunOpts) -> io::Result<RunOutcome> {
     ));
     let switch_ctl = dir.join("switch.ctl");
     let mut controller = Controller::new(&bins.controller, &topo.gw, &dir, &switch_ctl);
+    controller.discovery = topo.plan.discovery.as_ref().map(|d| d.ctl_if.clone());
     match ApiClient::setup(bins.shgctl.as_deref(), &topo.gw, &dir) {
         Ok(a) => controller.api = Some(a),
         Err(e) => {
@@ -331,6 +341,7 @@ pub fn run_scenario(opts: &RunOpts) -> io::Result<RunOutcome> {
     let mut rig = Rig {
         traffic: Vec::new(),
         receivers: Vec::new(),
+        devices: Vec::new(),
         controller,
         switch: None,
         topo,
@@ -347,6 +358,24 @@ pub fn run_scenario(opts: &RunOpts) -> io::Result<RunOutcome> {
         };
         log_step(&how);
         data.notes.push(how);
+    }
+
+    // UPnP software on devices, and when the controller's inventory shows each.
+    if !s.device_software.is_empty() {
+        data.discovered = start_devices(&s, &mut rig, &dir)?;
+        for r in &data.discovered {
+            let what = match (r.after_s, &r.error) {
+                (Some(t), _) => format!(
+                    "{} discovered by the controller {t:.2} s after its launch ({})",
+                    r.device,
+                    r.types.join(", ")
+                ),
+                (None, Some(e)) => format!("{}: {e}", r.device),
+                (None, None) => format!("{}: not discovered", r.device),
+            };
+            log_step(&what);
+            data.notes.push(what);
+        }
     }
 
     // Receivers.
@@ -855,6 +884,143 @@ pub fn run_scenario(opts: &RunOpts) -> io::Result<RunOutcome> {
     })
 }
 
+/// Fixed UDNs of the device software (at most one device runs each).
+const MINIDLNA_UUID: &str = "4d696e69-444c-164e-9d41-0000000051a1";
+const RENDERER_UUID: &str = "5c7a1f63-0000-4000-8000-0000000051e3";
+
+/// minidlna's config for a device whose LAN interface is `ifname`, files under `dir`.
+/// notify_interval 5 gives max-age 20 s.
+fn minidlna_conf(ifname: &str, dir: &Path, name: &str) -> String {
+    let d = dir.to_string_lossy();
+    format!(
+        "port=8200\nnetwork_interface={ifname}\nmedia_dir={d}/media\ndb_dir={d}/db\nlog_dir={d}/log\n\
+         friendly_name=shg-scenario {name}\ninotify=no\nnotify_interval=5\nserial=12345678\n\
+         model_number=1\nuuid={MINIDLNA_UUID}\n"
+    )
+}
+
+/// Starts each device's UPnP software in its namespace (with `239.0.0.0/8` routed on its
+/// interface there: libupnp sends no NOTIFY without it), then polls the controller's inventory
+/// (`shgctl devices`) until every one shows up with a device type, or 30 s.
+fn start_devices(s: &Scenario, rig: &mut Rig, dir: &Path) -> io::Result<Vec<DiscoveredResult>> {
+    let mut launched: Vec<(String, Instant)> = Vec::new();
+    for (name, sw) in &s.device_software {
+        let (Some(ns), Some(h)) = (rig.topo.ns(name), rig.topo.plan.host(name)) else {
+            return Err(io::Error::other(format!("{name}: unknown device")));
+        };
+        let ddir = dir.join(format!("device-{name}"));
+        for sub in ["media", "db", "log"] {
+            std::fs::create_dir_all(ddir.join(sub))?;
+        }
+        ns.exec_ok(&["ip", "route", "add", "239.0.0.0/8", "dev", &h.host_if])?;
+        let mut c = match sw {
+            DeviceSoftware::Minidlna => {
+                let conf = ddir.join("minidlna.conf");
+                std::fs::write(&conf, minidlna_conf(&h.host_if, &ddir, name))?;
+                let mut c = Command::new("minidlnad");
+                c.arg("-f")
+                    .arg(&conf)
+                    .arg("-P")
+                    .arg(ddir.join("minidlna.pid"))
+                    .arg("-S");
+                c
+            }
+            DeviceSoftware::Gmediarender => {
+                let mut c = Command::new("gmediarender");
+                c.args(["-I", &h.host_if, "-p", "49494", "-u", RENDERER_UUID, "-f"])
+                    .arg(format!("shg-scenario {name}"))
+                    .env("GST_REGISTRY", ddir.join("gst-registry.bin"))
+                    .env("HOME", &ddir);
+                c
+            }
+        };
+        c.env("NO_COLOR", "1");
+        let log = dir.join(format!("device-{name}.{}.log", sw.as_str()));
+        let t = Instant::now();
+        let mut p = Proc::spawn_in(ns, &c, &log)?;
+        let port = sw.http_port();
+        let ok = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+            interrupt::interrupted()
+                || (ns.tcp_listening(port)
+                    && (*sw != DeviceSoftware::Gmediarender
+                        || std::fs::read_to_string(&log)
+                            .is_ok_and(|x| x.contains("Ready for rendering"))))
+        });
+        interrupt::check()?;
+        if !ok || p.exited().is_some() {
+            return Err(io::Error::other(format!(
+                "{name}: {} did not start: {}",
+                sw.as_str(),
+                p.describe()
+            )));
+        }
+        log_step(&format!(
+            "{name}: {} runs (PID {}), ready after {:.2} s",
+            sw.as_str(),
+            p.pid(),
+            t.elapsed().as_secs_f64()
+        ));
+        rig.devices.push((name.clone(), p));
+        launched.push((name.clone(), t));
+    }
+    let mut out: Vec<DiscoveredResult> = launched
+        .iter()
+        .map(|(n, _)| DiscoveredResult {
+            device: n.clone(),
+            after_s: None,
+            types: Vec::new(),
+            error: None,
+        })
+        .collect();
+    let Some(api) = rig.controller.api.clone() else {
+        for r in &mut out {
+            r.error =
+                Some("the controller's API is not set up: the inventory cannot be read".into());
+        }
+        return Ok(out);
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_err = None;
+    while out.iter().any(|r| r.after_s.is_none()) && Instant::now() < deadline {
+        interrupt::check()?;
+        match api.devices() {
+            Ok(v) => {
+                let list = v["devices"].as_array().cloned().unwrap_or_default();
+                for (r, (_, t)) in out.iter_mut().zip(&launched) {
+                    if r.after_s.is_some() {
+                        continue;
+                    }
+                    let ip = rig.topo.plan.ip_of(&r.device).unwrap_or_default();
+                    let types: Vec<String> = list
+                        .iter()
+                        .filter(|d| d["address"].as_str() == Some(ip))
+                        .filter_map(|d| d["device_type"].as_str())
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    if !types.is_empty() {
+                        r.after_s = Some(t.elapsed().as_secs_f64());
+                        r.types = types;
+                    }
+                }
+            }
+            Err(e) => last_err = Some(e.to_string()),
+        }
+        interrupt::sleep(Duration::from_millis(100))?;
+    }
+    for r in &mut out {
+        if r.after_s.is_none() {
+            r.error = Some(format!(
+                "not in the controller's inventory 30 s after launch{}",
+                last_err
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" (last API error: {e})"))
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn start_switch(bins: &Bins, topo: &Topo, dir: &Path, ctl: &Path) -> io::Result<Proc> {
     let mut conf = String::from("datapath_id = \"0000000000000001\"\n");
     let _ = write!(
@@ -867,6 +1033,13 @@ fn start_switch(bins: &Bins, topo: &Topo, dir: &Path, ctl: &Path) -> io::Result<
             conf,
             "\n[[port]]\nname = \"{}\"\nnumber = {}\n",
             h.switch_if, h.port
+        );
+    }
+    if let Some(d) = &topo.plan.discovery {
+        let _ = write!(
+            conf,
+            "\n[[port]]\nname = \"{}\"\nnumber = {}\n",
+            d.switch_if, d.port
         );
     }
     let path = dir.join("switch.toml");
@@ -1085,6 +1258,14 @@ fn act(
             *controller_should_run = true;
             "controller started".into()
         }
+        Action::StopDevice { device } => match rig.devices.iter_mut().find(|(n, _)| n == device) {
+            Some((_, p)) => {
+                let pid = p.pid();
+                p.stop();
+                format!("{device}'s UPnP software stopped (SIGTERM to PID {pid})")
+            }
+            None => format!("{device}: runs no UPnP software"),
+        },
     })
 }
 

@@ -56,7 +56,24 @@ pub struct Plan {
     pub router_wan_if: String,
     pub wan_if: String,
     pub hosts: Vec<HostPlan>,
+    /// The controller's own interface on the LAN, for SSDP discovery: only when a device runs
+    /// UPnP software.
+    pub discovery: Option<DiscoveryPort>,
 }
+
+/// A veth from the gateway's own stack into the switch's LAN: `ctl_if` (in the gateway
+/// namespace, [`CTL_LAN_IP`], where the controller searches and listens) and `switch_if`, a
+/// LAN port of the switch (OpenFlow port `port`). The switch is in userspace: its ports have
+/// no address, so the controller needs an interface of its own on the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryPort {
+    pub ctl_if: String,
+    pub switch_if: String,
+    pub port: u32,
+}
+
+/// The controller's address on the LAN (its discovery interface).
+pub const CTL_LAN_IP: &str = "198.18.1.1";
 
 impl Plan {
     /// The plan for `s` with name prefix `p` (at most 11 characters: interface names stay
@@ -95,7 +112,13 @@ impl Plan {
                 ipv4,
             });
         }
+        let discovery = (!s.device_software.is_empty()).then(|| DiscoveryPort {
+            ctl_if: format!("{p}d0"),
+            switch_if: format!("{p}d1"),
+            port: u32::try_from(hosts.len() + 2).unwrap_or(u32::MAX),
+        });
         Plan {
+            discovery,
             prefix: p.to_string(),
             gw_ns: format!("{p}-gw"),
             isp_ns: format!("{p}-isp"),
@@ -174,6 +197,9 @@ impl Topo {
             veths.push(Veth::new(&h.host_if, &ns, &h.switch_if, &gw)?);
             hosts.push(ns);
         }
+        if let Some(d) = &plan.discovery {
+            veths.push(Veth::new(&d.ctl_if, &gw, &d.switch_if, &gw)?);
+        }
         let topo = Topo {
             _veths: veths,
             hosts,
@@ -230,6 +256,9 @@ impl Topo {
             ns.add_addr(&h.host_if, &format!("{}/24", h.ipv4))?;
             ns.exec_ok(&["ip", "route", "add", "198.18.2.0/24", "via", ROUTER_IP])?;
         }
+        if let Some(d) = &p.discovery {
+            self.gw.add_addr(&d.ctl_if, &format!("{CTL_LAN_IP}/24"))?;
+        }
         // A new veth's carrier comes up after the kernel's link watch: wait for every end.
         let up = |ns: &Netns, ifn: &str| {
             run("ip", &["-n", ns.name(), "-o", "link", "show", ifn])
@@ -242,6 +271,9 @@ impl Topo {
                     .iter()
                     .zip(&self.hosts)
                     .all(|(h, ns)| up(ns, &h.host_if) && up(&self.gw, &h.switch_if))
+                && p.discovery
+                    .as_ref()
+                    .is_none_or(|d| up(&self.gw, &d.ctl_if) && up(&self.gw, &d.switch_if))
         });
         if ok {
             Ok(())
