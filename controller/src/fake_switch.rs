@@ -13,7 +13,7 @@ use shg_flows::group::GroupTable;
 use shg_flows::meter::MeterTable;
 use shg_flows::mods::MeterModCommand;
 use shg_flows::table::{FlowFilter, FlowTables};
-use shg_flows::wire::multipart::{FlowStats, MeterConfig};
+use shg_flows::wire::multipart::MeterConfig;
 use std::collections::BTreeMap;
 
 /// The fake switch's whole state.
@@ -100,23 +100,7 @@ impl FakeSwitch {
             .tables
             .flow_stats(&FlowFilter::default())
             .into_iter()
-            .map(|(table_id, e)| {
-                let d = e.duration(now);
-                FlowStats {
-                    table_id,
-                    duration_sec: u32::try_from(d / 1_000_000_000).unwrap_or(u32::MAX),
-                    duration_nsec: u32::try_from(d % 1_000_000_000).unwrap_or(0),
-                    priority: e.priority,
-                    idle_timeout: e.idle_timeout,
-                    hard_timeout: e.hard_timeout,
-                    flags: e.flags,
-                    cookie: e.cookie,
-                    packet_count: e.packet_count,
-                    byte_count: e.byte_count,
-                    r#match: e.r#match,
-                    instructions: e.instructions.clone(),
-                }
-            })
+            .map(|(table_id, e)| e.to_stats(table_id, now))
             .collect();
         Observed {
             ports: self.ports.clone(),

@@ -77,6 +77,25 @@ impl FlowEntry {
         now.saturating_sub(self.created)
     }
 
+    /// The entry as OFPMP_FLOW reports it from `table_id` at `now`.
+    pub fn to_stats(&self, table_id: u8, now: u64) -> crate::wire::multipart::FlowStats {
+        let d = self.duration(now);
+        crate::wire::multipart::FlowStats {
+            table_id,
+            duration_sec: u32::try_from(d / NS_PER_SEC).unwrap_or(u32::MAX),
+            duration_nsec: u32::try_from(d % NS_PER_SEC).unwrap_or(0),
+            priority: self.priority,
+            idle_timeout: self.idle_timeout,
+            hard_timeout: self.hard_timeout,
+            flags: self.flags,
+            cookie: self.cookie,
+            packet_count: self.packet_count,
+            byte_count: self.byte_count,
+            r#match: self.r#match,
+            instructions: self.instructions.clone(),
+        }
+    }
+
     /// True when an output action in the apply- or write-actions sends to `out_port`.
     pub fn outputs_to(&self, out_port: u32) -> bool {
         all_actions(&self.instructions)

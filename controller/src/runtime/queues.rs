@@ -8,53 +8,30 @@
 //! A port without a scheduler prints its OpenFlow queues with `priority=none`: such a port is
 //! unshaped and has no configured queues, so it is left out of what is observed.
 
+use crate::api::stats::parse_queue_counters;
 use crate::planner::pipeline::{PortQueues, QueueSetting};
 use crate::planner::Change;
 use shg_flows::action::port as ofport;
 use shg_flows::rate::format_rate;
 use std::collections::BTreeMap;
 
-/// Parses `dump-queues` output into the planner's view, by port number.
+/// Parses `dump-queues` output into the planner's view, by port number (the lines are read
+/// by the API's [`parse_queue_counters`]; a queue with `priority=none` belongs to an unshaped
+/// port without configured queues and is left out).
 pub fn parse_dump_queues(text: &str) -> Result<BTreeMap<u32, PortQueues>, String> {
     let mut out: BTreeMap<u32, PortQueues> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let at = |what: &str| format!("dump-queues line {}: {what}: {line:?}", i + 1);
-        let kv: BTreeMap<&str, &str> = line
-            .split_whitespace()
-            .filter_map(|w| w.split_once('='))
-            .collect();
-        let get = |k: &str| kv.get(k).copied().ok_or_else(|| at(&format!("no {k}=")));
-        let port = match get("port")? {
-            "LOCAL" => ofport::LOCAL,
-            p => p.parse::<u32>().map_err(|_| at("bad port"))?,
-        };
-        let prio = get("priority")?;
-        if prio == "none" {
+    for c in parse_queue_counters(text)? {
+        let Some(priority) = c.priority else {
             continue; // unshaped port: no configured queues
-        }
-        let opt = |k: &str| -> Result<Option<u64>, String> {
-            match get(k)? {
-                "none" => Ok(None),
-                v => v
-                    .parse::<u64>()
-                    .map(Some)
-                    .map_err(|_| at(&format!("bad {k}"))),
-            }
         };
-        let queue = QueueSetting {
-            queue_id: get("queue")?.parse().map_err(|_| at("bad queue"))?,
-            min_rate: opt("min_rate")?.unwrap_or(0),
-            max_rate: opt("max_rate")?,
-            priority: prio.parse().map_err(|_| at("bad priority"))?,
-        };
-        let rate = opt("port_rate")?;
-        let pq = out.entry(port).or_default();
-        pq.rate = rate;
-        pq.queues.push(queue);
+        let pq = out.entry(c.port).or_default();
+        pq.rate = c.port_rate;
+        pq.queues.push(QueueSetting {
+            queue_id: c.queue,
+            min_rate: c.min_rate.unwrap_or(0),
+            max_rate: c.max_rate,
+            priority,
+        });
     }
     for pq in out.values_mut() {
         pq.queues.sort_by_key(|q| q.queue_id);

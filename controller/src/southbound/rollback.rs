@@ -257,20 +257,7 @@ mod tests {
     fn dump(t: &FlowTables) -> Vec<FlowStats> {
         t.flow_stats(&FlowFilter::default())
             .into_iter()
-            .map(|(table_id, e)| FlowStats {
-                table_id,
-                duration_sec: 0,
-                duration_nsec: 0,
-                priority: e.priority,
-                idle_timeout: e.idle_timeout,
-                hard_timeout: e.hard_timeout,
-                flags: e.flags,
-                cookie: e.cookie,
-                packet_count: 0,
-                byte_count: 0,
-                r#match: e.r#match,
-                instructions: e.instructions.clone(),
-            })
+            .map(|(table_id, e)| e.to_stats(table_id, 0))
             .collect()
     }
 

@@ -1278,13 +1278,7 @@ fn set_tos(fr: &mut Frame, tos: u8) -> Result<(), &'static str> {
 fn remark_dscp(fr: &mut Frame, prec: u8) -> Option<(u8, u8)> {
     let tos = tos_of(fr)?;
     let dscp = tos >> 2;
-    let class = dscp >> 3;
-    let dp = (dscp >> 1) & 3;
-    let new = if (1..=4).contains(&class) && dscp & 1 == 0 && dp >= 1 {
-        (dscp & !0x06) | (dp.saturating_add(prec).min(3) << 1)
-    } else {
-        dscp
-    };
+    let new = shg_flows::meter::remark_dscp(dscp, prec);
     if new != dscp {
         set_tos(fr, (new << 2) | (tos & 3)).ok()?;
     }

@@ -350,21 +350,7 @@ impl Ofproto {
                 };
                 let mut parts = FlowReplyParts::new(MAX_REPLY_BODY);
                 for (table_id, e) in self.tables.flow_stats(&filter) {
-                    let (duration_sec, duration_nsec) = split_ns(e.duration(now));
-                    parts.push(FlowStats {
-                        table_id,
-                        duration_sec,
-                        duration_nsec,
-                        priority: e.priority,
-                        idle_timeout: e.idle_timeout,
-                        hard_timeout: e.hard_timeout,
-                        flags: e.flags,
-                        cookie: e.cookie,
-                        packet_count: e.packet_count,
-                        byte_count: e.byte_count,
-                        r#match: e.r#match,
-                        instructions: e.instructions.clone(),
-                    });
+                    parts.push(e.to_stats(table_id, now));
                 }
                 parts.finish()
             }
