@@ -8,6 +8,8 @@
 #   CASES are paths relative to os_ken/tests/switch/of13 (default: action match group meter),
 #   e.g. `tests/interop/tester-full.sh group action/00_OUTPUT.json`.
 #   TARGETS="shg" (or "ovs") runs one target only; the other column keeps what its logs hold.
+#   Logs are kept per target and case list (target/interop-tester/TARGET-CASES-{first,retry}.log),
+#   so runs of different case lists add up: the table is built from every log there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -29,16 +31,18 @@ run() { # target cases log
     tester::osken_switch_tester_run --nocapture 2>&1 | grep -E "^tester run:|panicked" || true
 }
 
+SLUG=$(echo "$CASES" | tr ' /' '+_' | tr -cd 'A-Za-z0-9_+.-')
 for t in $TARGETS; do
-  rm -f "$OUT/$t-first.log" "$OUT/$t-retry.log"
-  run "$t" "$CASES" "$OUT/$t-first.log"
-  retry=$(python3 tests/interop/tester_table.py failed-files "$OF13" "$OUT/$t-first.log")
+  rm -f "$OUT/$t-$SLUG-first.log" "$OUT/$t-$SLUG-retry.log"
+  run "$t" "$CASES" "$OUT/$t-$SLUG-first.log"
+  retry=$(python3 tests/interop/tester_table.py failed-files "$OF13" "$OUT/$t-$SLUG-first.log")
   if [[ -n $retry ]]; then
-    run "$t" "$retry" "$OUT/$t-retry.log"
+    run "$t" "$retry" "$OUT/$t-$SLUG-retry.log"
   fi
-  python3 tests/interop/summarize_tester.py "$OUT/$t-first.log" | tail -1 | sed "s/^/$t first run: /"
+  python3 tests/interop/summarize_tester.py "$OUT/$t-$SLUG-first.log" | tail -1 | sed "s/^/$t first run: /"
 done
 
-TESTER_CASES="$CASES" python3 tests/interop/tester_table.py table "$OF13" docs/interop.md \
-  --shg "$OUT/shg-first.log" "$OUT/shg-retry.log" --ovs "$OUT/ovs-first.log" "$OUT/ovs-retry.log"
+shopt -s nullglob
+python3 tests/interop/tester_table.py table "$OF13" docs/interop.md \
+  --shg "$OUT"/shg-*.log --ovs "$OUT"/ovs-*.log
 echo "table written to docs/interop.md (logs in $OUT)"

@@ -91,9 +91,10 @@ def table(of13, doc, shg_logs, ovs_logs):
         s[3] += a and not b
         s[4] += b and not a
     tot = [sum(v[i] for v in per_file.values()) for i in range(5)]
+    dirs = sorted({f.split(':', 1)[0] for f, _ in keys})
     lines = [BEGIN, '',
-             f'Last run: {datetime.date.today().isoformat()}, cases: '
-             f'`{os.environ.get("TESTER_CASES", "action match group meter")}` (of13/), '
+             f'Last run: {datetime.date.today().isoformat()}, case directories: '
+             f'{", ".join("`" + d + "`" for d in dirs)} (of13/), '
              'same machine for both targets, every file with a failure retried once.', '',
              f'**Total: {tot[0]} cases; shg passes {tot[1]}, OVS passes {tot[2]}; '
              f'shg only {tot[3]}, OVS only {tot[4]}.**', '',
