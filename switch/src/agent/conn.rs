@@ -21,6 +21,12 @@ use tracing::{debug, info, warn};
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
 /// Bytes read per call.
 const READ_CHUNK: usize = 64 * 1024;
+/// After handling messages, how long the reader keeps polling the socket without sleeping
+/// (it yields to the runtime, which polls its sockets with a zero timeout) before it waits in
+/// epoll. A tool that sends one request and waits for its reply (ovs-ofctl add-flows: a
+/// FLOW_MOD and a BARRIER per line) sends the next one within this window, so the switch
+/// answers it without a sleep and wake-up per round trip; at rest nothing spins.
+const SPIN: Duration = Duration::from_micros(60);
 
 /// Why a connection ended (for the log).
 #[derive(Debug)]
@@ -93,6 +99,7 @@ async fn read_loop<S: AsyncRead + Send>(
 ) -> End {
     let mut sd = inner.shutdown.subscribe();
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut spin_until = None;
     loop {
         // Every complete message in `buf`, under one lock.
         let mut start = 0;
@@ -111,6 +118,7 @@ async fn read_loop<S: AsyncRead + Send>(
         }
         buf.drain(..start);
         if start > 0 {
+            spin_until = Some(std::time::Instant::now() + SPIN);
             inner.perform(effects);
             // Any message moves the peer's echo and dead-peer deadlines (HELLO makes the
             // connection ready, and may produce no effect at all).
@@ -121,7 +129,9 @@ async fn read_loop<S: AsyncRead + Send>(
             return End::BadFrame(len);
         }
         buf.reserve(READ_CHUNK);
+        let spinning = spin_until.is_some_and(|t| std::time::Instant::now() < t);
         tokio::select! {
+            biased;
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => return End::PeerClosed,
                 Ok(n) => debug!(conn = id, n, "read"),
@@ -129,6 +139,10 @@ async fn read_loop<S: AsyncRead + Send>(
             },
             () = kill.notified() => return End::Closed,
             () = shutdown_signalled(&mut sd) => return End::Shutdown,
+            () = tokio::task::yield_now(), if spinning => {}
+        }
+        if !spinning {
+            spin_until = None;
         }
     }
 }
