@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the pure data-plane and codec paths (not tests; numbers go to
 //! docs/benchmarks.md): classifier lookups with 1k/10k/100k rules of mixed masks, flow-key
-//! extraction (ours vs etherparse's slicing, the reason for a hand-written extractor), and
+//! extraction (ours vs etherparse's slicing, the reason for a hand-written extractor),
+//! whole-pipeline lookups with 10k flows through the megaflow cache and without it, and
 //! OpenFlow encode/decode throughput.
 //!
 //! Run: `cargo bench -p shg-flows --bench flows` (add `-- --quick` for a fast pass).
@@ -133,6 +134,46 @@ fn classifier(c: &mut Criterion) {
     g.finish();
 }
 
+/// `FlowTables::lookup` (counters, trace, actions) over 10k flows in table 0, with the
+/// megaflow cache (the keys repeat, as packets of the same flows do) and without.
+fn pipeline(c: &mut Criterion) {
+    use shg_flows::table::FlowTables;
+    let mut g = c.benchmark_group("pipeline_lookup_10k");
+    for (name, capacity) in [
+        ("cached", shg_flows::cache::DEFAULT_CAPACITY),
+        ("uncached", 0),
+    ] {
+        let mut rng = Rng(0x5eed_1000);
+        let mut t = FlowTables::new(2);
+        t.set_cache_capacity(capacity);
+        for (m, p) in rules(10_000, &mut rng) {
+            let fm = FlowMod {
+                r#match: m,
+                priority: p,
+                instructions: vec![Instruction::ApplyActions(vec![Action::Output {
+                    port: 2,
+                    max_len: 0,
+                }])],
+                ..FlowMod::default()
+            };
+            // Rules the generator made invalid for a flow_mod (prerequisites) are skipped.
+            let _ = t.apply_flow_mod(&fm, 0);
+        }
+        let ks = keys(1024, &mut rng);
+        g.throughput(Throughput::Elements(ks.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut n = 0usize;
+                for k in &ks {
+                    n += t.lookup(black_box(k), 64, 1).actions.len();
+                }
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
 fn tcp_frame() -> Vec<u8> {
     let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .single_vlan(etherparse::VlanId::try_new(10).unwrap_or_default())
@@ -203,5 +244,5 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, classifier, extraction, codec);
+criterion_group!(benches, classifier, pipeline, extraction, codec);
 criterion_main!(benches);

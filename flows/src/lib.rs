@@ -12,13 +12,15 @@
 //! - [`action`], [`mods`]: actions, instructions, flow/group/meter mods as values.
 //! - [`wire`]: bytes <-> values for every OF1.3 message.
 //! - [`key`]: one-pass flow-key extraction from an Ethernet frame.
-//! - [`classifier`], [`table`]: tuple-space classifier and multi-table flow_mod semantics.
+//! - [`classifier`], [`table`]: tuple-space classifier and multi-table flow_mod semantics;
+//!   [`cache`]: the megaflow cache in front of the tables' lookup.
 //! - [`group`], [`meter`]: group and meter tables (token buckets take `now`).
 //! - [`text`]: ovs-ofctl compatible flow, group and meter syntax (parse and print).
 
 mod macros;
 
 pub mod action;
+pub mod cache;
 pub mod classifier;
 pub mod error;
 pub mod field;

@@ -26,12 +26,14 @@
 //! - Pipeline: see [`FlowTables::lookup`].
 
 use crate::action::{group, meter, port, Action, Instruction, OFPTT_ALL};
+use crate::cache::{CacheStats, Cached, MegaflowCache};
 use crate::classifier::{Classifier, RuleId};
 use crate::error::{Error, FlowModFailedCode, Result};
 use crate::field::{Field, FlowKey, KEY_LEN, OFPVID_PRESENT};
 use crate::macros::wire_enum;
 use crate::matches::Match;
 use crate::mods::{flow_flags, FlowMod, FlowModCommand};
+use std::sync::Arc;
 
 /// Most tables a pipeline can have (table ids 0..=253; 0xfe and 0xff are reserved).
 pub const MAX_TABLES: u8 = 254;
@@ -259,10 +261,12 @@ struct Table {
 /// The pipeline's flow tables.
 ///
 /// A clone is an independent copy: entries, their counters and the table counters (what
-/// `trace` walks without touching the switch's counters).
+/// `trace` walks without touching the switch's counters), with an empty megaflow cache.
 #[derive(Debug, Clone)]
 pub struct FlowTables {
     tables: Vec<Table>,
+    /// Walks remembered by [`FlowTables::lookup`]; emptied by every change to the tables.
+    cache: MegaflowCache,
 }
 
 /// How a flow_mod selects existing entries (MODIFY*/DELETE*).
@@ -301,7 +305,19 @@ impl FlowTables {
         let n = n_tables.clamp(1, MAX_TABLES);
         FlowTables {
             tables: (0..n).map(|_| Table::default()).collect(),
+            cache: MegaflowCache::default(),
         }
+    }
+
+    /// Sets how many walks the megaflow cache may hold (0: no cache; every lookup walks the
+    /// tables).
+    pub fn set_cache_capacity(&mut self, capacity: usize) {
+        self.cache = MegaflowCache::with_capacity(capacity);
+    }
+
+    /// The megaflow cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Number of tables.
@@ -330,6 +346,7 @@ impl FlowTables {
 
     /// Applies a flow_mod after validating it (`crate::validate::check_flow_mod`).
     pub fn apply_flow_mod(&mut self, fm: &FlowMod, now: u64) -> Result<FlowModEffect> {
+        self.cache.invalidate();
         crate::validate::check_flow_mod(fm, self.n_tables())?;
         if fm.table_id != OFPTT_ALL && usize::from(fm.table_id) >= self.tables.len() {
             return Err(Error::flow_mod(
@@ -477,6 +494,9 @@ impl FlowTables {
                 }
             }
         }
+        if !out.is_empty() {
+            self.cache.invalidate();
+        }
         sort_removed(&mut out);
         out
     }
@@ -589,7 +609,29 @@ impl FlowTables {
     /// held. When a table applies one of those and then goes to another table, the walk stops
     /// there and `resume` is set: the caller applies `actions` to the packet, extracts its key
     /// again, and continues with [`FlowTables::lookup_resume`].
-    pub fn lookup(&mut self, key: &FlowKey, pkt_len: u64, now: u64) -> PipelineResult {
+    ///
+    /// The result is shared: a walk is remembered in the megaflow cache ([`crate::cache`])
+    /// under the bits of `key` it depended on (`mask`), and the next key equal on those bits
+    /// gets the same result, counted on the same entries, without walking again. Its `trace`
+    /// steps then carry the first key's values outside the mask.
+    pub fn lookup(&mut self, key: &FlowKey, pkt_len: u64, now: u64) -> Arc<PipelineResult> {
+        if let Some(c) = self.cache.get(key) {
+            // The same walk as the first packet of this megaflow: count this packet where
+            // that one was counted.
+            for &(t, id) in &c.visits {
+                let Some(table) = self.tables.get_mut(usize::from(t)) else {
+                    continue;
+                };
+                table.lookup_count = table.lookup_count.saturating_add(1);
+                if let Some(e) = id.and_then(|id| table.cls.get_mut(id)) {
+                    table.matched_count = table.matched_count.saturating_add(1);
+                    e.packet_count = e.packet_count.saturating_add(1);
+                    e.byte_count = e.byte_count.saturating_add(pkt_len);
+                    e.last_used = now;
+                }
+            }
+            return c.result.clone();
+        }
         let res = PipelineResult {
             actions: Vec::new(),
             meters: Vec::new(),
@@ -599,7 +641,18 @@ impl FlowTables {
             missed: false,
             resume: None,
         };
-        self.walk(res, ActionSet::default(), 0, pkt_len, now)
+        let mut visits = Vec::new();
+        let res = Arc::new(self.walk(res, ActionSet::default(), 0, pkt_len, now, &mut visits));
+        // A walk that stopped to re-parse the packet is not remembered: its continuation
+        // depends on the packet's bytes, not only on the key.
+        if res.resume.is_none() {
+            let cached = Cached {
+                result: res.clone(),
+                visits,
+            };
+            self.cache.insert(key, &res.mask, cached);
+        }
+        res
     }
 
     /// Continues a walk that stopped with `resume`, with `key` extracted again from the packet
@@ -611,7 +664,7 @@ impl FlowTables {
         key: &FlowKey,
         pkt_len: u64,
         now: u64,
-    ) -> PipelineResult {
+    ) -> Arc<PipelineResult> {
         let mut k = *key;
         for f in [
             Field::InPort,
@@ -630,7 +683,15 @@ impl FlowTables {
             missed: false,
             resume: None,
         };
-        self.walk(res, resume.set, usize::from(resume.table_id), pkt_len, now)
+        let mut visits = Vec::new();
+        Arc::new(self.walk(
+            res,
+            resume.set,
+            usize::from(resume.table_id),
+            pkt_len,
+            now,
+            &mut visits,
+        ))
     }
 
     fn walk(
@@ -640,6 +701,7 @@ impl FlowTables {
         mut table_id: usize,
         pkt_len: u64,
         now: u64,
+        visits: &mut Vec<(u8, Option<RuleId>)>,
     ) -> PipelineResult {
         let n = self.tables.len();
         while let Some(table) = self.tables.get_mut(table_id) {
@@ -649,7 +711,9 @@ impl FlowTables {
                 *o |= *b;
             }
             let tid = u8::try_from(table_id).unwrap_or(u8::MAX);
-            let Some(id) = hit.map(|h| h.0) else {
+            let hit = hit.map(|h| h.0);
+            visits.push((tid, hit));
+            let Some(id) = hit else {
                 res.trace.push(TraceStep {
                     table_id: tid,
                     key: res.key,
@@ -920,15 +984,15 @@ mod tests {
     /// lookup, then (after a pop) lookup_resume with the key a re-parse of the untagged
     /// packet gives, joined into one result.
     fn walk(t: &mut FlowTables, k: &FlowKey) -> PipelineResult {
-        let mut r = t.lookup(k, 1, 0);
+        let mut r = PipelineResult::clone(&t.lookup(k, 1, 0));
         if let Some(resume) = r.resume.take() {
             let mut inner = *k;
             inner.set_u64(Field::VlanVid, 0);
             inner.set_u64(Field::VlanPcp, 0);
             let r2 = t.lookup_resume(resume, &inner, 1, 0);
-            r.actions.extend(r2.actions);
-            r.trace.extend(r2.trace);
-            r.meters.extend(r2.meters);
+            r.actions.extend(r2.actions.iter().cloned());
+            r.trace.extend(r2.trace.iter().cloned());
+            r.meters.extend(r2.meters.iter().copied());
             for (o, b) in r.mask.0.iter_mut().zip(r2.mask.0.iter()) {
                 *o |= *b;
             }
@@ -966,7 +1030,10 @@ mod tests {
         k.set_u64(Field::EthType, 0x8847);
         let first = t.lookup(&k, 100, 1);
         assert_eq!(first.actions, vec![Action::PopMpls(0x0800)]);
-        let resume = first.resume.expect("stops to re-parse after pop_mpls");
+        let resume = first
+            .resume
+            .clone()
+            .expect("stops to re-parse after pop_mpls");
         assert_eq!(resume.table_id, 2);
         // The caller re-extracts the key from the popped packet: IPv4 to 10.0.0.7, and no
         // in_port or metadata (they are not in the packet).
@@ -1526,8 +1593,15 @@ mod tests {
         other.set_u64(Field::TcpDst, 99);
         let r2 = t.lookup(&other, 99, 8);
         assert_eq!(
-            (r2.actions, r2.meters, r2.mask),
-            (r.actions.clone(), r.meters, r.mask)
+            (&r2.actions, &r2.meters, r2.mask),
+            (&r.actions, &r.meters, r.mask)
+        );
+        // ... and was served by the megaflow cache, counted on the same entries.
+        assert!(t.cache_stats().hits >= 1, "{:?}", t.cache_stats());
+        let ts = t.table_stats();
+        assert_eq!(
+            ts.iter().map(|s| s.matched_count).collect::<Vec<_>>(),
+            vec![2, 2, 2]
         );
     }
 

@@ -1,4 +1,5 @@
-//! The classifier against a naive linear scan, megaflow-mask soundness, and no allocation on lookup.
+//! The classifier against a naive linear scan, megaflow-mask soundness, no allocation on lookup,
+//! and the flow tables' megaflow cache against uncached walks.
 
 use proptest::prelude::*;
 use shg_flows::classifier::{Classifier, RuleId};
@@ -329,4 +330,177 @@ fn lookup_and_extract_do_not_allocate() {
     assert_eq!(layers.l4, Some(34));
     assert_eq!(hit, Some(3));
     assert_eq!(hit2.map(|h| *h.1), Some(3));
+}
+
+// --- the megaflow cache: a cached pipeline against the same pipeline without a cache ---
+
+/// One step of a cache scenario.
+#[derive(Debug, Clone)]
+enum Step {
+    /// ADD into table 0 or 1; in table 0 an odd priority rewrites ipv4_dst and goes to table 1.
+    Flow(Spec, u16, bool),
+    /// DELETE_STRICT of the n-th flow added (modulo).
+    Delete(usize),
+    /// A packet, looked up `repeat` times.
+    Packet(KeySpec, u8),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (spec(), 0u16..6, any::<bool>()).prop_map(|(s, p, t1)| Step::Flow(s, p, t1)),
+        1 => any::<usize>().prop_map(Step::Delete),
+        5 => (key_spec(), 1u8..4).prop_map(|(k, n)| Step::Packet(k, n)),
+    ]
+}
+
+fn flow_mod(s: &Spec, priority: u16, table1: bool) -> shg_flows::mods::FlowMod {
+    use shg_flows::action::{Action, Instruction};
+    let out = |port| Action::Output { port, max_len: 0 };
+    let instructions = if !table1 && priority % 2 == 1 {
+        vec![
+            Instruction::ApplyActions(vec![Action::SetField {
+                field: Field::Ipv4Dst,
+                value: addr(priority.to_be_bytes()[1]).to_vec(),
+            }]),
+            Instruction::GotoTable(1),
+        ]
+    } else {
+        vec![Instruction::ApplyActions(vec![
+            out(u32::from(priority) + 1),
+        ])]
+    };
+    let mut m = s.to_match();
+    if !table1 && priority % 2 == 1 {
+        // set_field ipv4_dst needs the IPv4 prerequisite.
+        m.set_u64(Field::EthType, 0x0800);
+    }
+    shg_flows::mods::FlowMod {
+        table_id: u8::from(table1),
+        priority,
+        r#match: m,
+        instructions,
+        ..Default::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Every lookup through the cache gives what a walk gives, and counts the same packets
+    /// on the same entries and tables, while flows come and go between packets.
+    #[test]
+    fn cached_lookups_equal_uncached_walks(steps in prop::collection::vec(step(), 1..60)) {
+        use shg_flows::table::{FlowFilter, FlowTables};
+        let mut cached = FlowTables::new(2);
+        let mut plain = FlowTables::new(2);
+        plain.set_cache_capacity(0);
+        let mut added = Vec::new();
+        for (i, st) in steps.iter().enumerate() {
+            let now = u64::try_from(i).unwrap() * 1000;
+            match st {
+                Step::Flow(s, p, t1) => {
+                    let fm = flow_mod(s, *p, *t1);
+                    let a = cached.apply_flow_mod(&fm, now).map(|_| ());
+                    let b = plain.apply_flow_mod(&fm, now).map(|_| ());
+                    prop_assert_eq!(a.is_ok(), b.is_ok());
+                    if a.is_ok() {
+                        added.push(fm);
+                    }
+                }
+                Step::Delete(n) if !added.is_empty() => {
+                    let mut fm = added[n % added.len()].clone();
+                    fm.command = shg_flows::mods::FlowModCommand::DeleteStrict;
+                    let a = cached.apply_flow_mod(&fm, now).map(|_| ());
+                    let b = plain.apply_flow_mod(&fm, now).map(|_| ());
+                    prop_assert_eq!(a.is_ok(), b.is_ok());
+                }
+                Step::Delete(_) => {}
+                Step::Packet(k, repeat) => {
+                    for _ in 0..*repeat {
+                        let key = k.key();
+                        let a = cached.lookup(&key, 60, now);
+                        let b = plain.lookup(&key, 60, now);
+                        prop_assert_eq!(&a.actions, &b.actions);
+                        prop_assert_eq!(&a.meters, &b.meters);
+                        prop_assert_eq!(a.missed, b.missed);
+                        prop_assert_eq!(a.mask, b.mask);
+                    }
+                }
+            }
+        }
+        let counts = |t: &FlowTables| {
+            t.flow_stats(&FlowFilter::default())
+                .iter()
+                .map(|(tid, e)| (*tid, e.priority, e.r#match, e.packet_count, e.byte_count, e.last_used))
+                .collect::<Vec<_>>()
+        };
+        prop_assert_eq!(counts(&cached), counts(&plain));
+        prop_assert_eq!(cached.table_stats(), plain.table_stats());
+        prop_assert_eq!(plain.cache_stats().hits, 0);
+    }
+}
+
+#[test]
+fn the_cache_serves_repeats_and_forgets_on_every_change() {
+    use shg_flows::table::FlowTables;
+    let mut t = FlowTables::new(2);
+    let s = Spec {
+        in_port: None,
+        eth_type: Some(0x0800),
+        ipv4_src: None,
+        ipv4_dst: Some((3, 24)),
+        tcp_dst: None,
+        vlan: None,
+    };
+    t.apply_flow_mod(&flow_mod(&s, 4, false), 0).unwrap();
+    let k = KeySpec {
+        in_port: 1,
+        eth_type: 0x0800,
+        src: 1,
+        dst: 3,
+        tcp_dst: 80,
+        vid: 0,
+        other: 0,
+    };
+    for _ in 0..10 {
+        t.lookup(&k.key(), 100, 5);
+    }
+    let st = t.cache_stats();
+    assert_eq!((st.misses, st.hits, st.entries), (1, 9, 1));
+    // A higher-priority flow for the same packets: the next lookup must see it.
+    t.apply_flow_mod(&flow_mod(&s, 6, false), 6).unwrap();
+    let r = t.lookup(&k.key(), 100, 7);
+    assert_eq!(
+        r.actions,
+        vec![shg_flows::action::Action::Output {
+            port: 7,
+            max_len: 0
+        }]
+    );
+    assert_eq!(t.cache_stats().invalidations, 1);
+    // Removal by group/meter deletion and by expiry also forget: a hard timeout here.
+    let mut fm = flow_mod(&s, 8, false);
+    fm.hard_timeout = 1;
+    t.apply_flow_mod(&fm, 10).unwrap();
+    assert_eq!(
+        t.lookup(&k.key(), 100, 11).actions[0],
+        shg_flows::action::Action::Output {
+            port: 9,
+            max_len: 0
+        }
+    );
+    assert_eq!(t.expire(2_000_000_000).len(), 1);
+    assert_eq!(
+        t.lookup(&k.key(), 100, 2_000_000_001).actions[0],
+        shg_flows::action::Action::Output {
+            port: 7,
+            max_len: 0
+        }
+    );
+    let flows = t.flow_stats(&shg_flows::table::FlowFilter::default());
+    let by_prio: Vec<(u16, u64)> = flows
+        .iter()
+        .map(|(_, e)| (e.priority, e.packet_count))
+        .collect();
+    assert_eq!(by_prio, vec![(6, 2), (4, 10)]);
 }

@@ -231,6 +231,11 @@ fn show(of: &Ofproto) -> String {
         of.groups.len(),
         of.meters.len(),
     );
+    let c = of.tables.cache_stats();
+    s.push_str(&format!(
+        "megaflow cache: {} entries, {} masks, hits {}, misses {}, emptied {} (flow changes) + {} (full)\n",
+        c.entries, c.masks, c.hits, c.misses, c.invalidations, c.overflows
+    ));
     for (&no, p) in &of.ports {
         s.push_str(&format!(
             " {}({}): addr:{}\n     link {}{}\n",

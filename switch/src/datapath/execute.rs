@@ -37,6 +37,7 @@ use shg_flows::text;
 use shg_flows::wire::port::config as portcfg;
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// PACKET_IN reason (`ofp_packet_in_reason`): the table-miss flow sent it.
 pub const OFPR_NO_MATCH: u8 = 0;
@@ -342,7 +343,7 @@ impl<'a> Env<'a> {
     fn pipeline(&mut self, mut fr: Frame, ctx: Ctx) -> Frame {
         let key = fr.key(ctx.in_port);
         let len = u64::try_from(fr.len()).unwrap_or(u64::MAX);
-        let mut res: PipelineResult = self.tables.lookup(&key, len, self.now);
+        let mut res: Arc<PipelineResult> = self.tables.lookup(&key, len, self.now);
         fr.tunnel_id = key.get_u64(Field::TunnelId);
         let mut last = ctx;
         loop {
@@ -445,7 +446,7 @@ impl<'a> Env<'a> {
                 return fr;
             }
             fr.metadata = res.key.get_u64(Field::Metadata);
-            if let Some(resume) = res.resume.take() {
+            if let Some(resume) = res.resume.clone() {
                 // A pop (or push_pbb) changed which headers the packet has: parse it again and
                 // go on to the next table with the new key (flows' FlowTables::lookup_resume).
                 let key = fr.key(ctx.in_port);
