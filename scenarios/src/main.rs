@@ -21,8 +21,8 @@ Usage:
   shg-scenario bench datapath [--quick] [--reps N] [--out DIR] [--flows N]
                               [--tcp-secs S] [--udp-secs S] [--switch PATH]
       Linux bridge vs OVS userspace (userspace TSO) vs shg-switch (1 flow; N flows, default
-      10000) on one namespace topology: TCP 1/4 streams, 64-byte UDP, idle RTT, switch CPU
-      and RSS. Medians of N repetitions (default 3; --quick: 1, short tests).
+      10000; egress queues: port toward the receiver shaped to 40gbit, 2 queues, set_queue:1)
+      on one namespace topology: TCP 1/4 streams, 64-byte UDP, idle RTT, switch CPU and RSS. Medians of N repetitions (default 3; --quick: 1, short tests).
   shg-scenario bench flows [--n N] [--out DIR] [--switch PATH]
       ovs-ofctl add-flows / dump-flows of 10000 and N (default 100000) flows into shg-switch
       and OVS, timed, with RSS.

@@ -1,7 +1,8 @@
 //! `shg-scenario bench datapath`: Linux bridge, Open vSwitch userspace (netdev, userspace TSO)
 //! and shg-switch (one wildcard flow; 10 000 flows of mixed masks with the traffic hitting the
-//! lowest-priority one) side by side on one topology, configurations alternating within each
-//! repetition.
+//! lowest-priority one; egress queues: the port toward h2 shaped to [`QUEUES_PORT_RATE`] with
+//! two queues, the measured traffic steered to queue 1 by `set_queue:1`) side by side on one
+//! topology, configurations alternating within each repetition.
 //!
 //! Topology (per-run prefix `p`, everything inside namespaces the run creates):
 //!
@@ -10,15 +11,17 @@
 //!       ──veth p h1o / p s1o── OVS netdev bridge ──p s2o / p h2o──          198.18.2.0/24
 //!       ──veth p h1s / p s1s── shg-switch (1 flow) ──p s2s / p h2s──        198.18.3.0/24
 //!       ──veth p h1k / p s1k── shg-switch (10k flows) ──p s2k / p h2k──     198.18.4.0/24
+//!       ──veth p h1q / p s1q── shg-switch (egress queues) ──p s2q / p h2q── 198.18.5.0/24
 //!                     (all switches in namespace p sw)
 //! ```
 //!
-//! Each configuration has its own veth pair per host and its own subnet, so all four exist at
+//! Each configuration has its own veth pair per host and its own subnet, so all five exist at
 //! once and a configuration is chosen by the destination address. h1 is the client, h2 runs one
 //! iperf3 server. Measures per configuration and repetition: idle RTT (`ping -i 0.2`), TCP 1 and
 //! 4 streams (`iperf3 -C cubic`), 64-byte UDP (`-l 18`: 14 + 20 + 8 + 18 + 4 FCS = 64 bytes on
 //! the wire; `-b 0`), the switch process's CPU during each (utime + stime from /proc, % of one
-//! core) and system CPU; once: idle CPU and RSS of each switch process.
+//! core) and system CPU; once: idle CPU and RSS of each switch process, and for the egress-queue
+//! configuration the frames each queue sent (`ovs-ofctl queue-stats` after the repetitions).
 
 use super::{count_dumped_flows, machine_note, now_utc, ofctl, run_bounded, Env, Ovs, Shg};
 use crate::flowgen;
@@ -63,11 +66,19 @@ pub enum Config {
     Ovs,
     Shg,
     ShgFlows,
+    /// shg-switch from [`shg_queues_toml`] with [`shg_queues_flows`].
+    ShgQueues,
 }
 
 impl Config {
     /// In the order of the first repetition.
-    pub const ALL: [Config; 4] = [Config::Bridge, Config::Ovs, Config::Shg, Config::ShgFlows];
+    pub const ALL: [Config; 5] = [
+        Config::Bridge,
+        Config::Ovs,
+        Config::Shg,
+        Config::ShgFlows,
+        Config::ShgQueues,
+    ];
 
     /// Key in results.json.
     pub fn key(self) -> &'static str {
@@ -76,6 +87,7 @@ impl Config {
             Config::Ovs => "ovs_tso",
             Config::Shg => "shg",
             Config::ShgFlows => "shg_flows",
+            Config::ShgQueues => "shg_queues",
         }
     }
 
@@ -86,6 +98,9 @@ impl Config {
             Config::Ovs => "OVS 3.1 userspace (netdev) + userspace TSO".into(),
             Config::Shg => "shg-switch, 1 flow (`actions=NORMAL`)".into(),
             Config::ShgFlows => format!("shg-switch, {flows} flows + catch-all NORMAL"),
+            Config::ShgQueues => format!(
+                "shg-switch, egress queues (rate {QUEUES_PORT_RATE}, `set_queue:1` + NORMAL)"
+            ),
         }
     }
 
@@ -96,6 +111,7 @@ impl Config {
             Config::Ovs => 'o',
             Config::Shg => 's',
             Config::ShgFlows => 'k',
+            Config::ShgQueues => 'q',
         }
     }
 
@@ -106,6 +122,7 @@ impl Config {
             Config::Ovs => 2,
             Config::Shg => 3,
             Config::ShgFlows => 4,
+            Config::ShgQueues => 5,
         }
     }
 
@@ -122,6 +139,67 @@ impl Config {
         }
         v
     }
+}
+
+/// The rate of the shaped port (port 2, toward h2) in the egress-queue configuration. It must
+/// not be what limits: 40 Gbit/s is above the fastest TCP these veths carried (the bridge's
+/// 28 Gbit/s, docs/benchmarks.md). The scheduler accepts any positive rate (bits/s as u64,
+/// tokens as i128); at this one a bucket's burst (1 ms at its rate) is 5 MB, far above one
+/// wire-size frame (GSO frames are split before the scheduler), and a queue's byte limit
+/// (200 ms at its ceiling, 1 GB) is clamped to the scheduler's 16 MiB.
+pub const QUEUES_PORT_RATE: &str = "40gbit";
+/// The shaped port's queues (id, min_rate, priority; max_rate: the port's rate): queue 1, for
+/// the measured traffic, is served first with most of the rate guaranteed; queue 2 has the
+/// rest and is the default queue (frames without `set_queue`: ARP from NORMAL).
+pub const QUEUES: [(u32, &str, u8); 2] = [(1, "30gbit", 0), (2, "10gbit", 1)];
+
+/// shg-switch's TOML for [`Config::ShgQueues`]: `ports` numbered 1.., the second (toward h2)
+/// shaped to [`QUEUES_PORT_RATE`] with [`QUEUES`].
+pub fn shg_queues_toml(ports: &[String]) -> String {
+    let mut s = String::new();
+    for (i, name) in ports.iter().enumerate() {
+        let _ = write!(s, "[[port]]\nname = \"{name}\"\nnumber = {}\n", i + 1);
+        if i == 1 {
+            let _ = writeln!(s, "rate = \"{QUEUES_PORT_RATE}\"");
+            for (id, min, prio) in QUEUES {
+                let _ = write!(
+                    s,
+                    "[[port.queue]]\nid = {id}\nmin_rate = \"{min}\"\npriority = {prio}\n"
+                );
+            }
+        }
+    }
+    s
+}
+
+/// The flows of [`Config::ShgQueues`]: IPv4 from h1 to h2 (every measured packet and the
+/// pings) to queue 1 of port 2; the rest (ARP, h2's replies and ACKs to the unshaped port 1)
+/// by the catch-all NORMAL of the 1-flow configuration.
+pub fn shg_queues_flows() -> [String; 2] {
+    [
+        format!(
+            "priority=10,ip,in_port=1,nw_dst={},actions=set_queue:1,output:2",
+            Config::ShgQueues.dst()
+        ),
+        flowgen::CATCH_ALL.to_string(),
+    ]
+}
+
+/// (queue id, frames sent) of each `port PORT queue Q: bytes=B, pkts=N, ...` line of
+/// `ovs-ofctl queue-stats` (other ports' lines, e.g. an unshaped port's queue 0, and lines
+/// without a number, `pkts=?`, are skipped).
+pub fn parse_queue_stats(text: &str, port: &str) -> Vec<(u32, u64)> {
+    let prefix = format!("port {port} queue ");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.trim_start().strip_prefix(&prefix)?;
+            let (id, rest) = rest.split_once(':')?;
+            let pkts = rest
+                .split([',', ' '])
+                .find_map(|t| t.strip_prefix("pkts="))?;
+            Some((id.trim().parse().ok()?, pkts.parse().ok()?))
+        })
+        .collect()
 }
 
 /// One repetition of one configuration.
@@ -161,6 +239,8 @@ pub struct ConfigInfo {
     pub flows: Option<usize>,
     /// Seconds `ovs-ofctl add-flows` took to install them.
     pub install_secs: Option<f64>,
+    /// Egress queues only: (queue id, frames sent) from `ovs-ofctl queue-stats` at the end.
+    pub queue_tx_packets: Vec<(u32, u64)>,
 }
 
 /// Medians of one configuration.
@@ -408,6 +488,19 @@ impl Report {
                 fmt_opt(i.install_secs, 2)
             );
         }
+        let queues = self.info(Config::ShgQueues).queue_tx_packets;
+        if !queues.is_empty() {
+            let q: Vec<String> = queues
+                .iter()
+                .map(|(id, n)| format!("queue {id} {n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nEgress queues: port 2 (toward h2) rate {QUEUES_PORT_RATE}; frames sent per queue \
+                 over the run (`ovs-ofctl queue-stats`): {}.",
+                q.join(", ")
+            );
+        }
         s.push_str("\nTargets (issue 4), shg-switch with 1 flow unless said:\n\n");
         s.push_str("| target | measured | met |\n|---|---|---|\n");
         for t in self.targets() {
@@ -496,6 +589,12 @@ impl Report {
                     "rss_end_kb": i.rss_end_kb,
                     "flows": i.flows,
                     "install_secs": i.install_secs,
+                    "queue_tx_packets": (cfg == Config::ShgQueues).then(|| {
+                        i.queue_tx_packets
+                            .iter()
+                            .map(|(id, n)| (id.to_string(), json!(n)))
+                            .collect::<serde_json::Map<String, Value>>()
+                    }),
                 })
             })
             .collect();
@@ -918,6 +1017,13 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
         6702,
         &dir,
     )?;
+    // shg-switch, egress queues: port 2 shaped, the measured traffic set_queue:1.
+    let qconf = dir.join("shg-queues.toml");
+    std::fs::write(&qconf, shg_queues_toml(&topo.sw_ports(Config::ShgQueues)))?;
+    let mut shg_q = Shg::start_with_config(&env, &topo.sw, "shg-queues", &qconf, 6704, &dir)?;
+    for flow in shg_queues_flows() {
+        ofctl(&topo.sw, &["add-flow", &shg_q.target, &flow], &ofl, t)?;
+    }
     let flow_file = dir.join(format!("flows-{}.txt", opts.flows));
     flowgen::write_flow_file(&flow_file, opts.flows, true)?;
     let ff = flow_file.to_string_lossy().into_owned();
@@ -926,8 +1032,9 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
     let n_many = count_dumped_flows(&dump);
     let (dump1, _) = ofctl(&topo.sw, &["dump-flows", &shg.target], &ofl, t)?;
     let (dump_ovs, _) = ofctl(&topo.sw, &["dump-flows", &ovs_target], &ofl, t)?;
+    let (dump_q, _) = ofctl(&topo.sw, &["dump-flows", &shg_q.target], &ofl, t)?;
     log_step(&format!(
-        "shg-switch x2 up; {n_many} flows installed in {:.2} s",
+        "shg-switch x3 up; {n_many} flows installed in {:.2} s",
         install.as_secs_f64()
     ));
     if n_many != opts.flows + 1 {
@@ -948,6 +1055,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             (Config::Ovs, ovs.pid()),
             (Config::Shg, shg.pid()),
             (Config::ShgFlows, shg_many.pid()),
+            (Config::ShgQueues, shg_q.pid()),
         ],
         server: None,
     };
@@ -973,6 +1081,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
                 Config::Ovs => Some(count_dumped_flows(&dump_ovs)),
                 Config::Shg => Some(count_dumped_flows(&dump1)),
                 Config::ShgFlows => Some(n_many),
+                Config::ShgQueues => Some(count_dumped_flows(&dump_q)),
             },
             install_secs: (cfg == Config::ShgFlows).then_some(install.as_secs_f64()),
             ..ConfigInfo::default()
@@ -1008,7 +1117,14 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             ovs.check_alive()?;
             shg.check_alive()?;
             shg_many.check_alive()?;
+            shg_q.check_alive()?;
         }
+    }
+    // Which queues the egress-queue switch's traffic went through.
+    let (qstats, _) = ofctl(&topo.sw, &["queue-stats", &shg_q.target], &ofl, t)?;
+    std::fs::write(dir.join("shg-queues.queue-stats.txt"), &qstats)?;
+    if let Some(i) = info.iter_mut().find(|i| i.cfg == Config::ShgQueues) {
+        i.queue_tx_packets = parse_queue_stats(&qstats, "2");
     }
 
     log_step(&format!("idle CPU after traffic, {window} s"));
@@ -1055,6 +1171,7 @@ mod tests {
             samples.push(sample(Config::Ovs, rep, 5.0 * k, 50.0 * k, 0.080));
             samples.push(sample(Config::Shg, rep, 11.0 * k, 90.0 * k, 0.070));
             samples.push(sample(Config::ShgFlows, rep, 10.5 * k, 88.0 * k, 0.071));
+            samples.push(sample(Config::ShgQueues, rep, 9.0 * k, 85.0 * k, 0.072));
         }
         // A failed repetition does not count as zero.
         samples[2].tcp1_gbps = None;
@@ -1081,6 +1198,12 @@ mod tests {
                     cfg: Config::Ovs,
                     idle_cpu_end_pct: Some(0.4),
                     rss_start_kb: Some(18 * 1024),
+                    ..ConfigInfo::default()
+                },
+                ConfigInfo {
+                    cfg: Config::ShgQueues,
+                    flows: Some(2),
+                    queue_tx_packets: vec![(1, 1_000_000), (2, 6)],
                     ..ConfigInfo::default()
                 },
             ],
@@ -1125,24 +1248,85 @@ mod tests {
             md.contains("| shg | - / 12.10, 90, 0.070 (errors) |"),
             "{md}"
         );
+        // The egress-queue row: 9 Gbit/s against 12 (bridge) and 5 (OVS), 85 kpps.
+        assert!(
+            md.contains(
+                "| shg-switch, egress queues (rate 40gbit, `set_queue:1` + NORMAL) | 9.00 \
+                 | 0.75× | 1.80× | 9.90 | 0.75× | 1.80× | 85.0 (-, -) | 0.85× | 1.70× |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| shg_queues | 9.00 / 9.90, 85, 0.072 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("frames sent per queue over the run (`ovs-ofctl queue-stats`): queue 1 1000000, queue 2 6."),
+            "{md}"
+        );
         let j = r.json();
         assert_eq!(j["configs"][2]["key"], "shg");
         assert_eq!(
             j["configs"][1]["ratio_vs_bridge"]["tcp1"],
             json!(5.0 / 12.0)
         );
-        assert_eq!(j["samples"].as_array().unwrap().len(), 12);
+        assert_eq!(j["configs"][4]["key"], "shg_queues");
+        assert_eq!(
+            j["configs"][4]["ratio_vs_ovs"]["udp_rx"],
+            json!(85.0 / 50.0)
+        );
+        assert_eq!(j["configs"][4]["flows"], json!(2));
+        assert_eq!(j["configs"][4]["queue_tx_packets"]["1"], json!(1_000_000));
+        assert_eq!(j["configs"][3]["queue_tx_packets"], Value::Null);
+        assert_eq!(j["samples"].as_array().unwrap().len(), 15);
         assert_eq!(j["targets"][0]["met"], json!(true));
     }
 
     #[test]
     fn order_alternates_and_names_fit() {
         assert_eq!(Config::order(1), Config::ALL.to_vec());
-        assert_eq!(Config::order(2).first(), Some(&Config::ShgFlows));
+        assert_eq!(Config::order(2).first(), Some(&Config::ShgQueues));
         let p = prefix();
         for cfg in Config::ALL {
             assert!(format!("{p}h2{}", cfg.tag()).len() <= 15);
             assert!(crate::netns::in_test_range(&cfg.dst()));
         }
+    }
+
+    #[test]
+    fn queue_config_shapes_port_2_within_its_rate() {
+        let ports = ["xs1q".to_string(), "xs2q".to_string()];
+        let v: toml::Value = toml::from_str(&shg_queues_toml(&ports)).unwrap();
+        let p = v["port"].as_array().unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0]["name"].as_str(), Some("xs1q"));
+        assert!(p[0].get("rate").is_none() && p[0].get("queue").is_none());
+        assert_eq!(p[1]["number"].as_integer(), Some(2));
+        let rate = shg_flows::rate::parse_rate(p[1]["rate"].as_str().unwrap()).unwrap();
+        let q = p[1]["queue"].as_array().unwrap();
+        let ids: Vec<i64> = q.iter().map(|q| q["id"].as_integer().unwrap()).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(q[0]["priority"].as_integer(), Some(0));
+        // Guarantees fit the rate (the scheduler refuses more), and the rate does not limit.
+        let mins: u64 = q
+            .iter()
+            .map(|q| shg_flows::rate::parse_rate(q["min_rate"].as_str().unwrap()).unwrap())
+            .sum();
+        assert!(mins <= rate && rate >= 30_000_000_000, "{mins} {rate}");
+        let flows = shg_queues_flows();
+        assert!(flows[0].contains("nw_dst=198.18.5.2,actions=set_queue:1,output:2"));
+        assert_eq!(flows[1], flowgen::CATCH_ALL);
+    }
+
+    #[test]
+    fn queue_stats_lines_are_parsed() {
+        let text = "OFPST_QUEUE reply (OF1.3) (xid=0x2): 4 queues\n  \
+                    port 1 queue 0: bytes=27762578, pkts=420807, errors=0, duration=75.2s\n  \
+                    port 2 queue 1: bytes=1514000, pkts=1000, errors=0, duration=3.2s\n  \
+                    port 2 queue 2: bytes=42, pkts=1, errors=0, duration=3.2s\n  \
+                    port 2 queue 3: bytes=?, pkts=?, errors=?, duration=?\n";
+        assert_eq!(parse_queue_stats(text, "2"), vec![(1, 1000), (2, 1)]);
+        assert_eq!(parse_queue_stats(text, "1"), vec![(0, 420_807)]);
+        assert!(parse_queue_stats("OFPST_QUEUE reply: 0 queues\n", "2").is_empty());
     }
 }
