@@ -288,32 +288,11 @@ fn gso_frame_to_a_shaped_port_leaves_as_wire_size_frames() {
     let r = Rig::new(
         &["in_port=1,actions=output:2", "in_port=3,actions=output:2"],
         PortQosConfig {
-            rate: Some(1_000 * MBIT),
+            rate: Some(500 * MBIT),
             queues: Vec::new(),
         },
     );
-    const PAYLOAD: usize = 6000;
-    const MSS: u16 = 1448;
-    let mut d = Vec::new();
-    let b = etherparse::PacketBuilder::ethernet2(mac(1), mac(2))
-        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-        .tcp(40000, 80, 1000, 64000)
-        .ack(1);
-    let payload: Vec<u8> = (0..PAYLOAD)
-        .map(|i| u8::try_from(i % 251).unwrap_or(0))
-        .collect();
-    b.write(&mut d, &payload).unwrap();
-    let gso = Packet {
-        data: d,
-        vnet: VnetHdr {
-            flags: 0,
-            gso_type: 1,
-            hdr_len: 54,
-            gso_size: MSS,
-            csum_start: 34,
-            csum_offset: 16,
-        },
-    };
+    let (gso, payload) = gso_frame();
     r.h[0].inject(gso);
     let want = PAYLOAD.div_ceil(usize::from(MSS));
     let mut sent = Vec::new();
@@ -355,6 +334,57 @@ fn gso_frame_to_a_shaped_port_leaves_as_wire_size_frames() {
     assert_eq!(r.of().ports[&2].counters.tx_dropped, 1);
     std::thread::sleep(Duration::from_millis(20));
     assert!(r.h[1].take_sent().is_empty());
+}
+
+const PAYLOAD: usize = 6000;
+const MSS: u16 = 1448;
+
+/// A TCPv4 GSO frame carrying PAYLOAD bytes in MSS-byte segments, and its payload.
+fn gso_frame() -> (Packet, Vec<u8>) {
+    let mut d = Vec::new();
+    let b = etherparse::PacketBuilder::ethernet2(mac(1), mac(2))
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .tcp(40000, 80, 1000, 64000)
+        .ack(1);
+    let payload: Vec<u8> = (0..PAYLOAD)
+        .map(|i| u8::try_from(i % 251).unwrap_or(0))
+        .collect();
+    b.write(&mut d, &payload).unwrap();
+    let gso = Packet {
+        data: d,
+        vnet: VnetHdr {
+            flags: 0,
+            gso_type: 1,
+            hdr_len: 54,
+            gso_size: MSS,
+            csum_start: 34,
+            csum_offset: 16,
+        },
+    };
+    (gso, payload)
+}
+
+/// Above 1 Gbit/s (every rate of the port) a GSO frame is queued and sent whole, with its
+/// GSO metadata (the kernel segments it), and counted as one frame of its own size.
+#[test]
+fn gso_frame_to_a_fast_shaped_port_leaves_whole() {
+    let r = Rig::new(&["in_port=1,actions=output:2"], two_queues(10_000 * MBIT));
+    let (gso, _) = gso_frame();
+    let len = gso.data.len();
+    r.h[0].inject(gso.clone());
+    let mut sent = Vec::new();
+    wait_for("the frame", 5, || {
+        sent.extend(r.h[1].take_sent());
+        (!sent.is_empty()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    sent.extend(r.h[1].take_sent());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].vnet, gso.vnet);
+    assert_eq!(sent[0].data, gso.data);
+    let of = r.of();
+    assert_eq!(of.ports[&2].counters.tx_packets, 1);
+    assert_eq!(of.ports[&2].counters.tx_bytes, len as u64);
 }
 
 /// PACKET_OUT frames (`DatapathHandle::transmit`) to a shaped port go through its scheduler:

@@ -30,10 +30,10 @@
 //!
 //! Invariants: never panics on any bytes or header values (every access is bounds-checked,
 //! arithmetic checked); on error nothing is appended and the frame's buffer goes back to the
-//! pool. Segments live in buffers from [`pool`]; the super-frame's buffer is recycled.
+//! pool. Segments live in buffers of their own size; the super-frame's buffer is recycled.
 //! At most [`MAX_SEGMENTS`] segments per frame (a guard against `gso_size` 1).
 
-use crate::port::{pool, Packet, VnetHdr};
+use crate::port::{Packet, VnetHdr};
 use std::fmt;
 
 /// VIRTIO_NET_HDR_GSO_TCPV4.
@@ -341,7 +341,9 @@ fn emit(d: &[u8], p: &Plan, out: &mut Vec<Packet>) -> usize {
     let last = chunks.len() - 1;
     let mut offset: usize = 0;
     for (i, chunk) in chunks.iter().enumerate() {
-        let mut buf = pool::take();
+        // Sized to the segment (not a pooled 64 KB receive buffer): a shaped port may hold
+        // thousands of them.
+        let mut buf = Vec::with_capacity(head.len() + chunk.len());
         buf.extend_from_slice(head);
         buf.extend_from_slice(chunk);
         let len = buf.len();
@@ -482,10 +484,10 @@ mod tests {
         p.data[14 + 6] = 0x20; // MF
         assert!(split_gso(p, &mut out).unwrap_err().0.contains("fragment"));
         assert!(out.is_empty());
-        // Segments are pooled buffers.
+        // Segments are buffers of their own size, not 64 KB receive buffers.
         let n = split_gso(v4_tcp(10, 0, 4), &mut out).unwrap();
         assert_eq!(n, 3);
-        assert!(out.iter().all(|p| p.data.capacity() == pool::BUF_CAPACITY));
+        assert!(out.iter().all(|p| p.data.capacity() < 2048));
     }
 
     #[test]

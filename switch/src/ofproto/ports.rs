@@ -8,7 +8,8 @@
 //! # Egress QoS
 //!
 //! A port with a scheduler (`Ofproto::qos`) is "shaped": every frame output to it is split
-//! into wire-size frames ([`crate::datapath::segment::split_gso`]) and enqueued on the queue
+//! into wire-size frames ([`crate::datapath::segment::split_gso`]) when a rate of the port is
+//! below 1 Gbit/s (`PortScheduler::splits_gso`), and enqueued on the queue
 //! its `set_queue` chose (no set_queue, or an id the port lacks: the scheduler's default
 //! queue, the lowest-priority one) by [`Ofproto::enqueue_shaped`]; the datapath then takes
 //! what is due with [`Ofproto::dequeue_shaped`] and sleeps until
@@ -267,7 +268,7 @@ impl Ofproto {
     }
 
     /// Takes every output to a shaped port out of `outputs` (the others stay, in order),
-    /// splits it into wire-size frames and enqueues them at `now` on the queue its set_queue
+    /// splits it into wire-size frames if the port's rates call for it and enqueues them at `now` on the queue its set_queue
     /// chose. Port tx_packets/tx_bytes are not counted here but when frames leave
     /// ([`Ofproto::dequeue_shaped`]); refusals count in tx_dropped.
     pub fn enqueue_shaped(&mut self, outputs: &mut Vec<Output>, now: u64) -> QosEnqueue {
@@ -287,7 +288,13 @@ impl Ofproto {
             let pkt = std::mem::take(pkt);
             let mut dropped = 0u64;
             parts.clear();
-            match split_gso(pkt, &mut parts) {
+            let split = if sched.splits_gso() {
+                split_gso(pkt, &mut parts)
+            } else {
+                parts.push(pkt);
+                Ok(1)
+            };
+            match split {
                 Ok(_) => {
                     for part in parts.drain(..) {
                         match sched.enqueue(part, *queue, now) {
