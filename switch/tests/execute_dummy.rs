@@ -472,6 +472,43 @@ fn vlan_push_set_pop() {
     assert_eq!(&only_frame(&out).data[12..16], &[0x88, 0xa8, 0, 0]);
 }
 
+/// A pop that takes a minimum-size (60-byte, padded) frame below 60 bytes pads it again;
+/// longer frames just get shorter.
+#[test]
+fn pops_keep_the_minimum_frame_size() {
+    let mut of = switch();
+    flow(&mut of, "in_port=1,dl_vlan=4,actions=pop_vlan,output:2");
+    flow(&mut of, "in_port=3,mpls,actions=pop_mpls:0x0800,output:2");
+    // An ICMP echo under a VLAN tag: 14 + 4 + 20 + 16 = 54 bytes, padded to 60.
+    let mut icmp = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .single_vlan(4.try_into().unwrap())
+        .ipv4(IP_A, IP_B, 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut icmp, &[1, 2, 3, 4, 5, 6, 7, 8])
+        .unwrap();
+    assert_eq!(icmp.len(), 54);
+    let mut padded = icmp.clone();
+    padded.resize(60, 0);
+    let out = run(&mut of, 1, padded, 0);
+    let popped = &only_frame(&out).data;
+    assert_eq!(popped.len(), 60);
+    assert_eq!(popped[..50], [&icmp[..12], &icmp[16..]].concat()[..]);
+    assert!(popped[50..].iter().all(|&b| b == 0));
+    valid(popped);
+    // Unpadded 54 bytes in: the frame was not minimum-size, it is not padded.
+    let out = run(&mut of, 1, icmp.clone(), 0);
+    assert_eq!(only_frame(&out).data.len(), 50);
+    // A long frame under an MPLS label: 4 bytes shorter.
+    let mut m = tcp4();
+    m[12..14].copy_from_slice(&0x8847u16.to_be_bytes());
+    m.splice(14..14, [0, 0, 0x01, 64]);
+    let len = m.len();
+    let out = run(&mut of, 3, m, 0);
+    assert_eq!(only_frame(&out).data, tcp4());
+    assert_eq!(only_frame(&out).data.len(), len - 4);
+}
+
 #[test]
 fn mpls_push_pop_and_ttls() {
     let mut of = switch();

@@ -51,6 +51,9 @@ pub const OFPR_INVALID_TTL: u8 = 2;
 const NO_TABLE: u8 = 0xff;
 const NO_COOKIE: u64 = u64::MAX;
 
+/// The minimum Ethernet frame without its FCS.
+const MIN_FRAME: usize = 60;
+
 /// Bound on nested group executions and output:TABLE re-entries (group loops are refused by
 /// the group table; this is a guard).
 const MAX_DEPTH: u32 = 16;
@@ -1200,9 +1203,16 @@ fn insert(fr: &mut Frame, at: usize, bytes: &[u8]) {
 }
 
 fn remove(fr: &mut Frame, at: usize, n: usize) {
-    let end = at.saturating_add(n).min(fr.pkt.data.len());
+    let before = fr.pkt.data.len();
+    let end = at.saturating_add(n).min(before);
     let at = at.min(end);
     fr.pkt.data.drain(at..end);
+    // A frame of the minimum Ethernet size stays one, as on a wire: popping a header from a
+    // padded 60-byte frame pads it again with zeros (what a hardware switch's MAC does, and
+    // what receivers comparing frames expect).
+    if before >= MIN_FRAME && fr.pkt.data.len() < MIN_FRAME {
+        fr.pkt.data.resize(MIN_FRAME, 0);
+    }
     shift_vnet(
         &mut fr.pkt.vnet,
         at,
