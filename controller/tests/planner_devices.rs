@@ -247,7 +247,7 @@ fn run(sw: &mut FakeSwitch, frame: &[u8], in_port: u32) -> PipelineResult {
     let mut key = FlowKey::default();
     extract(frame, in_port, &mut key);
     let len = u64::try_from(frame.len()).unwrap();
-    sw.tables.lookup(&key, len, 5_000_000_000)
+    PipelineResult::clone(&sw.tables.lookup(&key, len, 5_000_000_000))
 }
 
 fn outs(sw: &mut FakeSwitch, frame: &[u8], in_port: u32) -> Vec<u32> {
