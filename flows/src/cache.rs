@@ -25,8 +25,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-/// Entries held before the cache is emptied and refilled.
-pub const DEFAULT_CAPACITY: usize = 65_536;
+/// Entries held before the cache is emptied and refilled. An entry of a one-table walk takes
+/// about 1.7 KB (masked key, result with its trace step and instruction copy), ~2.5 KB for two
+/// tables: at most ~14-20 MB when full, and emptying it stays well under a millisecond. (Open
+/// vSwitch's exact-match cache has the same 8192 entries.)
+pub const DEFAULT_CAPACITY: usize = 8192;
 
 /// One remembered walk.
 #[derive(Debug, Clone)]
