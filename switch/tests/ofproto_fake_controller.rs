@@ -24,7 +24,7 @@ use shg_flows::wire::port::{config as pcfg, state as pstate};
 use shg_flows::wire::table_features::TableFeatures;
 use shg_switch::datapath::{Output, PacketInEvent};
 use shg_switch::ofproto::{
-    ConnId, ConnKind, Effect, Ofproto, OfprotoConfig, QueueRates, MAX_PENDING_MULTIPART,
+    ConnId, ConnKind, Effect, Ofproto, OfprotoConfig, MAX_PENDING_MULTIPART,
 };
 use shg_switch::port::PortInfo;
 
@@ -1288,16 +1288,30 @@ fn every_multipart_reply() {
         other => panic!("{other:?}"),
     }
 
-    // Queues: queue 0 on every port, plus a configured queue 3 on port 1.
-    f.of.set_queue(
+    // Queues: queue 0 on every port, plus a configured queue 3 on port 1 (its scheduler:
+    // 10 Mbit/s, queue 3 guaranteed 2 and capped at 5, i.e. 200 and 500 tenths of a percent).
+    f.of.set_port_qos(
         1,
-        3,
-        QueueRates {
-            min_rate: Some(200),
-            max_rate: Some(500),
+        shg_switch::qos::PortQosConfig {
+            rate: Some(10_000_000),
+            queues: vec![
+                shg_switch::qos::QueueConfig {
+                    id: 0,
+                    min_rate: 0,
+                    max_rate: None,
+                    priority: 7,
+                },
+                shg_switch::qos::QueueConfig {
+                    id: 3,
+                    min_rate: 2_000_000,
+                    max_rate: Some(5_000_000),
+                    priority: 0,
+                },
+            ],
         },
         f.now,
-    );
+    )
+    .expect("valid QoS");
     match &f.multipart(
         C1,
         MultipartRequest::Queue {

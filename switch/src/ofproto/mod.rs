@@ -205,14 +205,6 @@ pub struct PortState {
     pub created: u64,
 }
 
-/// Configured rates of one egress queue, as QUEUE_GET_CONFIG reports them: tenths of a
-/// percent of the port's speed (OpenFlow's unit); `None` = not configured (property omitted).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueRates {
-    pub min_rate: Option<u16>,
-    pub max_rate: Option<u16>,
-}
-
 /// Named counters of what the core dropped or refused (never silently).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OfprotoCounters {
@@ -254,9 +246,6 @@ pub struct Ofproto {
     pub conns: BTreeMap<ConnId, ConnState>,
     /// The master election generation id of the last MASTER/SLAVE role request, once one came.
     pub generation_id: Option<u64>,
-    /// Queue rates by (port, queue), for QUEUE_GET_CONFIG of unshaped ports (set with
-    /// [`Ofproto::set_queue`]).
-    pub queue_rates: BTreeMap<(u32, u32), QueueRates>,
     /// Egress schedulers of the shaped ports, by port number (see `ports.rs`): set from the
     /// configuration at start and by `shgctl switch set-queue`; the datapath enqueues and
     /// dequeues under the same lock as its lookups.
@@ -312,7 +301,6 @@ impl Ofproto {
             mac_table: crate::datapath::normal::MacTable::default(),
             conns: BTreeMap::new(),
             generation_id: None,
-            queue_rates: BTreeMap::new(),
             qos: BTreeMap::new(),
             counters: OfprotoCounters::default(),
             expiry_hint: None,
@@ -867,42 +855,16 @@ impl Ofproto {
                 }
                 continue;
             }
+            // An unshaped port's queues (those set_queue used) have no configured rates.
             for &queue_id in p.queues.keys() {
-                let rates = self
-                    .queue_rates
-                    .get(&(p.port_no, queue_id))
-                    .copied()
-                    .unwrap_or_default();
-                let mut properties = Vec::new();
-                if let Some(r) = rates.min_rate {
-                    properties.push(QueueProp::MinRate(r));
-                }
-                if let Some(r) = rates.max_rate {
-                    properties.push(QueueProp::MaxRate(r));
-                }
                 out.push(PacketQueue {
                     queue_id,
                     port: p.port_no,
-                    properties,
+                    properties: Vec::new(),
                 });
             }
         }
         Ok(out)
-    }
-
-    /// Declares (or updates) egress queue `queue_id` of `port_no`, with its configured rates
-    /// in tenths of a percent. The queue then appears in QUEUE stats and QUEUE_GET_CONFIG.
-    /// Unknown ports are ignored (returns false).
-    pub fn set_queue(&mut self, port_no: u32, queue_id: u32, rates: QueueRates, now: u64) -> bool {
-        let Some(p) = self.ports.get_mut(&port_no) else {
-            return false;
-        };
-        p.queues.entry(queue_id).or_insert(QueueCounters {
-            created: now,
-            ..QueueCounters::default()
-        });
-        self.queue_rates.insert((port_no, queue_id), rates);
-        true
     }
 
     /// Sends `msg` to every connection past HELLO for which `wants(conn)` holds; returns how

@@ -140,7 +140,6 @@ impl Ofproto {
             return fx;
         };
         self.mac_table.flush_port(port_no);
-        self.queue_rates.retain(|(p, _), _| *p != port_no);
         self.qos.remove(&port_no);
         self.send_port_status(PortReason::Delete, p.desc(), &mut fx);
         fx
