@@ -127,21 +127,14 @@ impl FlowsReport {
                 );
             }
         }
-        let errors: Vec<String> = self
-            .rows
-            .iter()
-            .filter_map(|r| {
+        super::errors_section(
+            &mut s,
+            self.rows.iter().filter_map(|r| {
                 r.error
                     .as_ref()
-                    .map(|e| format!("- {} {}: {e}", r.which.key(), r.n))
-            })
-            .collect();
-        if !errors.is_empty() {
-            s.push_str("\nErrors:\n\n");
-            for e in errors {
-                let _ = writeln!(s, "{e}");
-            }
-        }
+                    .map(|e| format!("{} {}: {e}", r.which.key(), r.n))
+            }),
+        );
         s
     }
 

@@ -123,6 +123,20 @@ pub fn machine_note() -> String {
     )
 }
 
+/// Appends the "Errors:" section of a results.md, one `- ` line per error; nothing when there
+/// are none.
+pub fn errors_section(s: &mut String, errors: impl IntoIterator<Item = String>) {
+    let mut errors = errors.into_iter().peekable();
+    if errors.peek().is_some() {
+        s.push_str("\nErrors:\n\n");
+        for e in errors {
+            s.push_str("- ");
+            s.push_str(&e);
+            s.push('\n');
+        }
+    }
+}
+
 /// UTC date and time, `YYYY-MM-DD HH:MM UTC`.
 pub fn now_utc() -> String {
     run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])

@@ -695,21 +695,14 @@ impl Report {
             }
             s.push('\n');
         }
-        let errors: Vec<String> = self
-            .samples
-            .iter()
-            .flat_map(|x| {
+        super::errors_section(
+            &mut s,
+            self.samples.iter().flat_map(|x| {
                 x.errors
                     .iter()
-                    .map(move |e| format!("- {} rep {}: {e}", x.cfg.key(), x.rep))
-            })
-            .collect();
-        if !errors.is_empty() {
-            s.push_str("\nErrors:\n\n");
-            for e in errors {
-                let _ = writeln!(s, "{e}");
-            }
-        }
+                    .map(move |e| format!("{} rep {}: {e}", x.cfg.key(), x.rep))
+            }),
+        );
         if !self.notes.is_empty() {
             s.push_str("\nNotes:\n\n");
             for n in &self.notes {
