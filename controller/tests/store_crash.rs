@@ -51,10 +51,22 @@ fn kill9_loses_no_acknowledged_change() {
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut last_acked = 0u64;
-        let start = Instant::now();
-        // Let it run a varied while (a few ms to ~70 ms), then SIGKILL it mid-write.
-        let run_for = Duration::from_millis(3 + round * 9);
+        // Wait for the first acknowledged save (process start-up takes longer than the
+        // shortest window on a loaded machine), then let it run a varied while (a few ms to
+        // ~70 ms) and SIGKILL it mid-write.
         let mut line = String::new();
+        while last_acked == 0 {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "round {round}: the child exited before its first save"
+            );
+            if let Some(v) = line.trim().strip_prefix("acked ") {
+                last_acked = v.parse().unwrap();
+            }
+        }
+        let start = Instant::now();
+        let run_for = Duration::from_millis(3 + round * 9);
         while start.elapsed() < run_for {
             line.clear();
             if out.read_line(&mut line).unwrap() == 0 {
