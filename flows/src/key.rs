@@ -184,13 +184,10 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Layers {
                 etype = t;
                 at += 8;
             }
-            (Some(_), Some(_)) => {
-                key.set(Field::EthType, &ETH_TYPE_NONE.to_be_bytes());
-                return lay;
-            }
             _ => {
-                // Too short to tell LLC from SNAP: the type is unknown and stays zero.
-                lay.truncated = true;
+                // Plain LLC, or too short for a SNAP header (an unpadded 17-byte LLC frame
+                // is a whole frame on a veth): no Ethernet type, as in Open vSwitch.
+                key.set(Field::EthType, &ETH_TYPE_NONE.to_be_bytes());
                 return lay;
             }
         }

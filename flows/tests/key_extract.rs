@@ -259,6 +259,14 @@ fn llc_snap() {
     v[14] = 0x42; // plain LLC (STP)
     let (k, _) = run(&v);
     assert_eq!(u(&k, Field::EthType), u64::from(ETH_TYPE_NONE));
+    // An unpadded 802.3 frame with only an LLC header (17 bytes, as OFTest sends on a veth)
+    // is too short for SNAP: no Ethernet type either, and not a truncated frame.
+    v.truncate(17);
+    v[12..14].copy_from_slice(&3u16.to_be_bytes());
+    v[14..17].copy_from_slice(&[0xaa, 0xab, 0x03]);
+    let (k, l) = run(&v);
+    assert_eq!(u(&k, Field::EthType), u64::from(ETH_TYPE_NONE));
+    assert!(!l.truncated);
 }
 
 fn v6_udp(tclass: u8, flabel: u32) -> Vec<u8> {

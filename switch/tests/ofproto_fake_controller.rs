@@ -1210,6 +1210,16 @@ fn packet_out_errors() {
         ),
         ErrorCode::BadAction(BadActionCode::BadType),
     );
+    // in_port 0 is what loxi-based controllers (OFTest) send by default: taken, as OVS does;
+    // so is a packet_out with neither actions nor data. Neither transmits anything.
+    let mut empty = po(u32::MAX, 0, vec![]);
+    if let Message::PacketOut(p) = &mut empty {
+        p.data.clear();
+    }
+    for m in [po(u32::MAX, 0, vec![]), empty] {
+        let out = f.send(C1, &m);
+        assert!(out.sent.is_empty() && out.transmits.is_empty(), "{out:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

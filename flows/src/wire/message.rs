@@ -116,9 +116,9 @@ impl<'a> HeaderView<'a> {
 /// until its 8 header bytes are there, or when its length field is below 8 (a broken stream:
 /// the caller should drop the connection; [`HeaderView::new_checked`] says why).
 pub fn frame_len(buf: &[u8]) -> Option<usize> {
-    HeaderView::new_checked(buf)
-        .ok()
-        .map(|h| usize::from(h.length()))
+    // Called on every read, mostly with a partial header: no error (and its message) is built.
+    let len = usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]));
+    (buf.len() >= HEADER_LEN && len >= HEADER_LEN).then_some(len)
 }
 
 /// One element of an OFPT_HELLO (`ofp_hello_elem_header`).

@@ -777,7 +777,10 @@ impl Ofproto {
         fx: &mut Vec<Effect>,
     ) -> Result<(), Error> {
         self.reject_slave(conn, "PACKET_OUT")?;
-        let in_port_ok = (po.in_port >= 1 && po.in_port <= port::MAX)
+        // Port 0 is not a port, but controllers built on loxi (OFTest, Floodlight) send it as
+        // the default in_port; Open vSwitch takes it, and so does this switch (the packet
+        // then comes from no port, like OFPP_ANY).
+        let in_port_ok = po.in_port <= port::MAX
             || matches!(po.in_port, port::LOCAL | port::CONTROLLER | port::ANY);
         if !in_port_ok {
             return Err(Error::bad_request(
