@@ -568,6 +568,12 @@ impl PortBackend for AfPacketPort {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
                 Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                // The socket reports the interface going down once (the link watcher turns
+                // that into PORT_STATUS): not a receive error.
+                Some(libc::ENETDOWN) => {
+                    tracing::debug!(port = %self.name, "af_packet: interface went down");
+                    Ok(0)
+                }
                 _ => {
                     self.stats.rx_errors += 1;
                     if should_log(self.stats.rx_errors) {
