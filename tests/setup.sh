@@ -5,6 +5,7 @@
 #     ovs-testcontroller, tshark, iperf3, iproute2, ping, openssl
 #   - A Python venv with os-ken 4.2.2 (controller apps and the OF1.3 switch tester) at
 #     $SHG_VENV (default $HOME/.cache/shg/venv; the interop tests read the same variable/default)
+#   - Faucet 1.10.12 in its own venv at $SHG_FAUCET_VENV (default $HOME/.cache/shg/faucet-venv)
 #   - Rust toolchain components used by CI (rustfmt, clippy) when rustup is present
 set -euo pipefail
 
@@ -47,6 +48,16 @@ if ! "$SHG_VENV/bin/python" -c "import os_ken, sys; sys.exit(os_ken.__version__ 
   mkdir -p "$(dirname "$SHG_VENV")"
   python3 -m venv "$SHG_VENV"
   "$SHG_VENV/bin/pip" install -q --disable-pip-version-check "os-ken==$OSKEN_VERSION" >/dev/null
+fi
+
+# Faucet (a production OpenFlow 1.3 controller on os-ken 3.x) in a venv of its own (pinned).
+SHG_FAUCET_VENV=${SHG_FAUCET_VENV:-${HOME:-/root}/.cache/shg/faucet-venv}
+FAUCET_VERSION=1.10.12
+if ! "$SHG_FAUCET_VENV/bin/pip" show faucet 2>/dev/null | grep -qx "Version: $FAUCET_VERSION"; then
+  echo "setup: creating $SHG_FAUCET_VENV with faucet==$FAUCET_VERSION"
+  mkdir -p "$(dirname "$SHG_FAUCET_VENV")"
+  python3 -m venv "$SHG_FAUCET_VENV"
+  "$SHG_FAUCET_VENV/bin/pip" install -q --disable-pip-version-check "faucet==$FAUCET_VERSION" >/dev/null
 fi
 
 if command -v rustup >/dev/null 2>&1; then

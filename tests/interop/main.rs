@@ -7,6 +7,7 @@
 //! - `ovs_ofctl_manages_flows_meters_groups` — ovs-ofctl against `--listen ptcp:`;
 //! - `ovs_testcontroller_over_tls_pings` — ovs-testcontroller over pssl with an openssl-made CA;
 //! - `tshark_sees_no_malformed_openflow` — captures (a) and (b) style sessions;
+//! - `faucet_vlans_forward_and_isolate` — Faucet with two VLANs (tests/interop/faucet.yaml);
 //! - `osken_switch_tester_subset` (tester.rs) — os-ken's OF1.3 switch tester on a curated subset;
 //! - `ovs_ofctl_reads_queue_config_and_stats` (qos.rs) — ovs-ofctl queue-get-config, queue-stats
 //!   and dump-ports against a shg-switch with a shaped port and queues from its TOML file.
@@ -137,6 +138,119 @@ fn osken_l2_learning_pings() {
     let _serial = serial();
     let topo = Star::new("osken").expect("topology");
     let (_sw, _ctl) = osken_l2_scenario(&topo, Target::from_env());
+}
+
+/// Faucet's venv made by tests/setup.sh: `$SHG_FAUCET_VENV`, else
+/// `$HOME/.cache/shg/faucet-venv`.
+fn faucet_venv() -> std::path::PathBuf {
+    std::env::var_os("SHG_FAUCET_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/shg/faucet-venv")
+        })
+}
+
+/// Faucet (a production controller: multi-table pipeline, VLANs by push/pop, learning by
+/// packet-in) controls the switch with tests/interop/faucet.yaml: h1 and h2 on VLAN 100 reach
+/// each other, h3 on VLAN 200 reaches neither, and Faucet receives no OpenFlow error.
+#[test]
+fn faucet_vlans_forward_and_isolate() {
+    if skip_unless_root("faucet_vlans_forward_and_isolate") {
+        return;
+    }
+    let venv = faucet_venv();
+    assert!(
+        venv.join("bin/faucet").exists(),
+        "Faucet not found in {} (run tests/setup.sh, or set SHG_FAUCET_VENV)",
+        venv.display()
+    );
+    let _serial = serial();
+    let topo = Star::new("faucet").expect("topology");
+    let (log, exceptions) = (
+        topo.scratch.join("faucet.log"),
+        topo.scratch.join("faucet-exceptions.log"),
+    );
+    let path = format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new(venv.join("bin/faucet"));
+    cmd.args([
+        "--ryu-ofp-listen-host",
+        "127.0.0.1",
+        "--ryu-ofp-tcp-listen-port",
+        &CTL_PORT.to_string(),
+    ])
+    .env("PATH", path)
+    .env("FAUCET_CONFIG", interop_dir().join("faucet.yaml"))
+    .env("FAUCET_LOG", &log)
+    .env("FAUCET_EXCEPTION_LOG", &exceptions)
+    .env("FAUCET_PROMETHEUS_ADDR", "127.0.0.1")
+    .env("FAUCET_PROMETHEUS_PORT", "9302");
+    let ctl = Proc::spawn_in(&topo.sw, &cmd, &topo.scratch.join("faucet.out")).expect("faucet");
+    let up = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        topo.sw.tcp_listening(CTL_PORT)
+    });
+    let mut spec = SwitchSpec::new(1, &topo.sw_ports);
+    spec.controllers.push(format!("tcp:127.0.0.1:{CTL_PORT}"));
+    let mut sw = Switch::start(Target::from_env(), &topo.sw, &spec, topo.scratch.path())
+        .expect("start switch");
+    if !up {
+        fail("Faucet never listened", &sw, &[&ctl]);
+    }
+    if !wait_for_file_text(&log, "Cold start configuring DP", Duration::from_secs(20)) {
+        fail("Faucet never configured the switch", &sw, &[&ctl]);
+    }
+    let faucet_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    for (a, b) in [(0, 1), (1, 0)] {
+        if !topo.hosts[a].ping_until(&Star::ip(b + 1), Duration::from_secs(10)) {
+            fail(
+                &format!(
+                    "h{} cannot ping h{} on their shared VLAN\n--- faucet.log:\n{}",
+                    a + 1,
+                    b + 1,
+                    faucet_log()
+                ),
+                &sw,
+                &[&ctl],
+            );
+        }
+    }
+    for (a, b) in [(2, 0), (0, 2), (2, 1)] {
+        if topo.hosts[a].ping(&Star::ip(b + 1), 2) {
+            fail(
+                &format!("h{} reached h{} across VLANs", a + 1, b + 1),
+                &sw,
+                &[&ctl],
+            );
+        }
+    }
+    if let Err(e) = sw.check_alive() {
+        fail(&e, &sw, &[&ctl]);
+    }
+    let text = faucet_log();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("OFError") || l.contains("OFPErrorMsg"))
+        .collect();
+    let raised = std::fs::read_to_string(&exceptions).unwrap_or_default();
+    if !errors.is_empty() || !raised.trim().is_empty() {
+        fail(
+            &format!(
+                "Faucet saw OpenFlow errors or raised:\n{}\n{raised}",
+                errors.join("\n")
+            ),
+            &sw,
+            &[&ctl],
+        );
+    }
+    // Faucet's flows are in several tables, and it learned h1 and h2 (eth_src table).
+    assert!(
+        text.contains("L2 learned"),
+        "Faucet learned no host:\n{text}"
+    );
 }
 
 /// (b) ovs-ofctl -O OpenFlow13 manages the switch through its passive listener.
