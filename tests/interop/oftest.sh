@@ -27,15 +27,15 @@ TARGETS=${TARGETS:-shg ovs}
 skip() { echo "SKIP oftest: $*"; exit 0; }
 [[ $(id -u) == 0 ]] || skip "needs root (network namespaces)"
 
-PY2=${SHG_PYTHON2:-}
-if [[ -z $PY2 ]]; then
-  PY2=$(command -v python2.7 || true)
-  for p in "$HOME"/.pyenv/versions/2.7*/bin/python; do
-    [[ -z $PY2 && -x $p ]] && PY2=$p
-  done
-fi
-[[ -n $PY2 ]] && "$PY2" -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null \
-  || skip "no Python 2.7 (OFTest is Python 2 only); set SHG_PYTHON2"
+# The first candidate that really runs Python 2.7 (a pyenv shim may exist without it).
+PY2=""
+for p in ${SHG_PYTHON2:-} python2.7 "$HOME"/.pyenv/versions/2.7*/bin/python; do
+  if "$p" -c 'import sys; assert sys.version_info[:2] == (2, 7)' >/dev/null 2>&1; then
+    PY2=$p
+    break
+  fi
+done
+[[ -n $PY2 ]] || skip "no Python 2.7 (OFTest is Python 2 only); set SHG_PYTHON2"
 
 SRC=${SHG_OFTEST_DIR:-$OUT/src}
 if [[ ! -x $SRC/oft ]]; then
