@@ -44,8 +44,10 @@ if [[ ! -x $SRC/oft ]]; then
   timeout 60 git clone -q --depth 1 https://github.com/floodlight/oftest "$SRC" 2>/dev/null \
     || skip "OFTest source not reachable (github.com); set SHG_OFTEST_DIR to a checkout"
 fi
-if ! PYTHONPATH=$OUT/py2 "$PY2" -c 'import scapy; assert scapy.VERSION == "2.3.3"' 2>/dev/null; then
-  "$PY2" -m pip install -q --target "$OUT/py2" scapy==2.3.3 \
+if [[ ! -d $OUT/py2/scapy-2.3.3-py2.7.egg-info ]]; then
+  rm -rf "$OUT/py2"
+  "$PY2" -m pip install -q --disable-pip-version-check --no-python-version-warning \
+    --target "$OUT/py2" scapy==2.3.3 \
     || skip "cannot pip-install scapy 2.3.3 for Python 2.7"
 fi
 
