@@ -46,7 +46,7 @@ if [[ ! -x $SRC/oft ]]; then
 fi
 if [[ ! -d $OUT/py2/scapy-2.3.3-py2.7.egg-info ]]; then
   rm -rf "$OUT/py2"
-  "$PY2" -m pip install -q --disable-pip-version-check --no-python-version-warning \
+  "$PY2" -m pip install -q --disable-pip-version-check \
     --target "$OUT/py2" scapy==2.3.3 \
     || skip "cannot pip-install scapy 2.3.3 for Python 2.7"
 fi
