@@ -28,7 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use netns::{run, skip_unless_root, wait_for_file_text, wait_until, Netns, Proc, Scratch};
-use topo::{interop_dir, venv, Star, Switch, SwitchSpec, Target, TlsFiles};
+use topo::{interop_dir, setup_venv, venv, Star, Switch, SwitchSpec, Target, TlsFiles};
 
 /// Port of controllers inside the switch namespace (its own loopback: no collisions).
 const CTL_PORT: u16 = 6653;
@@ -140,17 +140,6 @@ fn osken_l2_learning_pings() {
     let (_sw, _ctl) = osken_l2_scenario(&topo, Target::from_env());
 }
 
-/// Faucet's venv made by tests/setup.sh: `$SHG_FAUCET_VENV`, else
-/// `$HOME/.cache/shg/faucet-venv`.
-fn faucet_venv() -> std::path::PathBuf {
-    std::env::var_os("SHG_FAUCET_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/shg/faucet-venv")
-        })
-}
-
 /// Faucet (a production controller: multi-table pipeline, VLANs by push/pop, learning by
 /// packet-in) controls the switch with tests/interop/faucet.yaml: h1 and h2 on VLAN 100 reach
 /// each other, h3 on VLAN 200 reaches neither, and Faucet receives no OpenFlow error.
@@ -159,7 +148,7 @@ fn faucet_vlans_forward_and_isolate() {
     if skip_unless_root("faucet_vlans_forward_and_isolate") {
         return;
     }
-    let venv = faucet_venv();
+    let venv = setup_venv("SHG_FAUCET_VENV", "faucet-venv");
     assert!(
         venv.join("bin/faucet").exists(),
         "Faucet not found in {} (run tests/setup.sh, or set SHG_FAUCET_VENV)",

@@ -22,13 +22,19 @@ pub(crate) fn interop_dir() -> PathBuf {
     repo_root().join("tests").join("interop")
 }
 
-/// The os-ken venv made by tests/setup.sh: `$SHG_VENV`, else `$HOME/.cache/shg/venv`.
-pub(crate) fn venv() -> io::Result<PathBuf> {
-    let dir = match std::env::var_os("SHG_VENV") {
+/// A venv made by tests/setup.sh: `$var` if set, else `$HOME/.cache/shg/<name>`.
+pub(crate) fn setup_venv(var: &str, name: &str) -> PathBuf {
+    match std::env::var_os(var) {
         Some(v) => PathBuf::from(v),
         None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-            .join(".cache/shg/venv"),
-    };
+            .join(".cache/shg")
+            .join(name),
+    }
+}
+
+/// The os-ken venv made by tests/setup.sh: `$SHG_VENV`, else `$HOME/.cache/shg/venv`.
+pub(crate) fn venv() -> io::Result<PathBuf> {
+    let dir = setup_venv("SHG_VENV", "venv");
     if dir.join("bin/python").exists() {
         Ok(dir)
     } else {
