@@ -235,7 +235,7 @@ fn faucet_vlans_forward_and_isolate() {
             &[&ctl],
         );
     }
-    // Faucet's flows are in several tables, and it learned h1 and h2 (eth_src table).
+    // Faucet was in the path: it learned hosts from packet-ins (its eth_src table).
     assert!(
         text.contains("L2 learned"),
         "Faucet learned no host:\n{text}"
