@@ -11,6 +11,8 @@
 //! `set-queue`, `del-queue` and `set-port-rate` rebuild a port's QoS configuration and hand it
 //! to its scheduler (`Ofproto::set_port_qos`); the scheduler's refusal is the error text.
 //! After such a change [`serve_with`] wakes the datapath so a new next departure counts.
+//! `show` also prints the datapath thread's counters (wake-ups, spin polls, frames per receive
+//! batch, drops), read from the thread's atomics when the socket has a datapath to ask.
 //!
 //! `dump-queues` prints one line per queue, `key=value` pairs separated by spaces, always the
 //! same keys in the same order (values `none` when not applicable; rates in bit/s, sojourn
@@ -20,6 +22,7 @@
 //! backlog_bytes=.. sojourn_p50_ms=0.120 sojourn_p99_ms=1.500`.
 
 use crate::agent::{lock, Clock};
+use crate::datapath::{DatapathHandle, DatapathStats};
 use crate::ofproto::{FailMode, Ofproto};
 use crate::qos::QueueConfig;
 use shg_flows::action::{meter, port, OFPTT_ALL};
@@ -68,6 +71,16 @@ PORT is a port number, a port name or LOCAL.
 
 /// Answers one request line. `Err` holds the error message (without `error: `).
 pub fn execute(of: &mut Ofproto, line: &str, now: u64) -> Result<String, String> {
+    execute_with(of, line, now, None)
+}
+
+/// [`execute`], with a snapshot of the datapath thread's counters for `show`.
+pub fn execute_with(
+    of: &mut Ofproto,
+    line: &str,
+    now: u64,
+    dp: Option<&DatapathStats>,
+) -> Result<String, String> {
     let line = line.trim();
     let (cmd, args) = match line.split_once(char::is_whitespace) {
         Some((c, a)) => (c, a.trim()),
@@ -78,7 +91,7 @@ pub fn execute(of: &mut Ofproto, line: &str, now: u64) -> Result<String, String>
         "dump-ports" => no_args(cmd, args).map(|()| dump_ports(of, now)),
         "dump-groups" => no_args(cmd, args).map(|()| dump_groups(of)),
         "dump-meters" => no_args(cmd, args).and_then(|()| dump_meters(of)),
-        "show" => no_args(cmd, args).map(|()| show(of)),
+        "show" => no_args(cmd, args).map(|()| show(of, dp)),
         "dump-queues" => dump_queues(of, args, now),
         "clear-queue-stats" => clear_queue_stats(of, args),
         "set-queue" => set_queue(of, args, now),
@@ -216,7 +229,7 @@ fn dump_meters(of: &Ofproto) -> Result<String, String> {
     Ok(s)
 }
 
-fn show(of: &Ofproto) -> String {
+fn show(of: &Ofproto, dp: Option<&DatapathStats>) -> String {
     let fm = match of.config.fail_mode {
         FailMode::Secure => "secure",
         FailMode::Standalone => "standalone",
@@ -236,6 +249,9 @@ fn show(of: &Ofproto) -> String {
         "megaflow cache: {} entries, {} masks, hits {}, misses {}, emptied {} (flow changes) + {} (full)\n",
         c.entries, c.masks, c.hits, c.misses, c.invalidations, c.overflows
     ));
+    if let Some(d) = dp {
+        s.push_str(&show_datapath(d));
+    }
     for (&no, p) in &of.ports {
         s.push_str(&format!(
             " {}({}): addr:{}\n     link {}{}\n",
@@ -268,6 +284,40 @@ fn show(of: &Ofproto) -> String {
         }
     }
     s
+}
+
+/// The datapath thread's counters, for `show`.
+fn show_datapath(d: &DatapathStats) -> String {
+    let per_batch = if d.rx_batches == 0 {
+        "-".to_string()
+    } else {
+        // Display only: exact below 2^53 frames.
+        #[allow(clippy::cast_precision_loss, reason = "a display ratio")]
+        let r = d.rx_packets as f64 / d.rx_batches as f64;
+        format!("{r:.1}")
+    };
+    format!(
+        "datapath thread: wakeups {} (shaper timer {}), spin polls {}\n\
+         \x20    rx frames {} in {} batches ({per_batch} per batch), rx errors {}\n\
+         \x20    tx frames {}, tx dropped {}, to no such port {}\n\
+         \x20    packet-ins {}, events lost {}, ports disabled {}\n\
+         \x20    shaped: enqueued {}, dropped {}, GSO split errors {}\n",
+        d.wakeups,
+        d.qos_timer_wakeups,
+        d.spin_polls,
+        d.rx_packets,
+        d.rx_batches,
+        d.rx_errors,
+        d.tx_packets,
+        d.tx_dropped,
+        d.no_such_port,
+        d.packet_ins,
+        d.events_lost,
+        d.ports_disabled,
+        d.qos_enqueued,
+        d.qos_drops,
+        d.gso_split_errors,
+    )
 }
 
 /// Commands that change the switch (egress QoS): the datapath is woken after them.
@@ -549,10 +599,6 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     UnixListener::bind(path).map_err(ctx)
 }
 
-/// Something to call after a command changed the switch ([`is_change`]): shg-switch wakes
-/// its datapath thread (`DatapathHandle::wake`).
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
-
 /// Serves requests until `shutdown` resolves, then removes the socket file.
 pub async fn serve(
     listener: UnixListener,
@@ -563,12 +609,13 @@ pub async fn serve(
     serve_with(listener, of, clock, None, shutdown).await;
 }
 
-/// [`serve`], calling `on_change` after every successful QoS change.
+/// [`serve`] for a switch with a datapath thread: `show` prints its counters, and it is woken
+/// after every successful QoS change ([`is_change`]).
 pub async fn serve_with(
     listener: UnixListener,
     of: Arc<Mutex<Ofproto>>,
     clock: Clock,
-    on_change: Option<Waker>,
+    dp: Option<Arc<DatapathHandle>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let path: Option<PathBuf> = listener
@@ -581,9 +628,9 @@ pub async fn serve_with(
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     let of = of.clone();
-                    let on_change = on_change.clone();
+                    let dp = dp.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &of, clock, on_change).await {
+                        if let Err(e) = answer(stream, &of, clock, dp.as_deref()).await {
                             warn!("control socket request failed: {e}");
                         }
                     });
@@ -605,7 +652,7 @@ async fn answer(
     stream: UnixStream,
     of: &Mutex<Ofproto>,
     clock: Clock,
-    on_change: Option<Waker>,
+    dp: Option<&DatapathHandle>,
 ) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
@@ -614,10 +661,11 @@ async fn answer(
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line"))??;
     let now = clock.now();
-    let result = execute(&mut lock(of), &line, now);
+    let stats = dp.map(DatapathHandle::stats);
+    let result = execute_with(&mut lock(of), &line, now, stats.as_ref());
     if result.is_ok() && is_change(&line) {
-        if let Some(wake) = &on_change {
-            wake();
+        if let Some(dp) = dp {
+            dp.wake();
         }
     }
     let reply = match result {
@@ -719,5 +767,32 @@ mod tests {
         assert_eq!(execute(&mut of, "dump-groups", 0).unwrap(), "");
         assert_eq!(execute(&mut of, "dump-meters", 0).unwrap(), "");
         assert_eq!(execute(&mut of, "dump-ports", 0).unwrap(), "0 ports\n");
+        assert!(!s.contains("datapath thread"), "{s}");
+    }
+
+    #[test]
+    fn show_prints_the_datapath_counters_given() {
+        let mut of = Ofproto::new(OfprotoConfig::default());
+        let d = DatapathStats {
+            wakeups: 7,
+            spin_polls: 30,
+            rx_batches: 4,
+            rx_packets: 10,
+            tx_packets: 9,
+            tx_dropped: 1,
+            ..DatapathStats::default()
+        };
+        let s = execute_with(&mut of, "show", 0, Some(&d)).unwrap();
+        assert!(
+            s.contains("datapath thread: wakeups 7 (shaper timer 0), spin polls 30\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("     rx frames 10 in 4 batches (2.5 per batch), rx errors 0\n"),
+            "{s}"
+        );
+        assert!(s.contains("     tx frames 9, tx dropped 1, to no such port 0\n"), "{s}");
+        let none = execute_with(&mut of, "show", 0, Some(&DatapathStats::default())).unwrap();
+        assert!(none.contains("(- per batch)"), "{none}");
     }
 }

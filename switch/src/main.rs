@@ -131,15 +131,11 @@ fn run(c: &Config) -> Result<(), String> {
         );
 
         let (stop_ctl, ctl_stopped) = tokio::sync::oneshot::channel::<()>();
-        let waker: ctl::Waker = {
-            let dp = dp.clone();
-            Arc::new(move || dp.wake())
-        };
         let ctl_task = tokio::spawn(ctl::serve_with(
             ctl_listener,
             of.clone(),
             clock,
-            Some(waker),
+            Some(dp.clone()),
             async {
                 let _ = ctl_stopped.await;
             },

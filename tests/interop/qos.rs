@@ -140,6 +140,20 @@ name = "{p3}"
     assert_eq!(counter(s1[0], "errors"), Some(0), "{qs}");
     assert_eq!(counter(s2[0], "pkts"), Some(0), "{qs}");
     eprintln!("{qc}{qs}");
+    // shgctl show: the datapath thread's counters saw the same frames go through the shaper.
+    let show = match shg_switch::ctl::request(&ctl, "show") {
+        Ok((true, t)) => t,
+        other => fail(format!("shgctl show: {other:?}"), &sw),
+    };
+    let enqueued = show
+        .split_once("shaped: enqueued ")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        enqueued.is_some_and(|n| n >= pkts1),
+        "shaped frames {enqueued:?} < queue 1's {pkts1}:\n{show}"
+    );
+    assert!(show.contains("rx errors 0"), "{show}");
     // Port 1's tx counters count what left its scheduler: at least what queue 1 sent.
     let dp = of("dump-ports", &["1"], &sw);
     let tx = lines_with(&dp, "tx pkts=");
