@@ -791,7 +791,10 @@ mod tests {
             s.contains("     rx frames 10 in 4 batches (2.5 per batch), rx errors 0\n"),
             "{s}"
         );
-        assert!(s.contains("     tx frames 9, tx dropped 1, to no such port 0\n"), "{s}");
+        assert!(
+            s.contains("     tx frames 9, tx dropped 1, to no such port 0\n"),
+            "{s}"
+        );
         let none = execute_with(&mut of, "show", 0, Some(&DatapathStats::default())).unwrap();
         assert!(none.contains("(- per batch)"), "{none}");
     }
