@@ -23,6 +23,7 @@
 //! core) and system CPU; once: idle CPU and RSS of each switch process, and for the egress-queue
 //! configuration the frames each queue sent (`ovs-ofctl queue-stats` after the repetitions).
 
+use super::wake::{self, WakeProbe};
 use super::{count_dumped_flows, machine_note, now_utc, ofctl, run_bounded, Env, Ovs, Shg};
 use crate::flowgen;
 use crate::interrupt;
@@ -294,6 +295,8 @@ pub struct Report {
     pub hz: u64,
     pub samples: Vec<Sample>,
     pub info: Vec<ConfigInfo>,
+    /// The machine's thread wake-up round trip, measured before the topology is built.
+    pub wake: WakeProbe,
 }
 
 fn kb_to_mb(kb: Option<u64>) -> Option<f64> {
@@ -501,6 +504,18 @@ impl Report {
                 q.join(", ")
             );
         }
+        let w = self.wake;
+        let _ = writeln!(
+            s,
+            "\nThread wake-up round trip on this machine (two threads asleep in blocking reads \
+             pass a byte there and back, every {} ms, median of {}): same CPU {} µs, two CPUs {} µs. \
+             A userspace switch adds at least one wake-up to the path of a frame that finds it \
+             asleep (and the pinger then waits for its reply asleep); the bridge adds none.",
+            wake::GAP.as_millis(),
+            w.samples,
+            fmt_opt(w.same_cpu_us, 1),
+            fmt_opt(w.cross_cpu_us, 1),
+        );
         s.push_str("\nTargets (issue 4), shg-switch with 1 flow unless said:\n\n");
         s.push_str("| target | measured | met |\n|---|---|---|\n");
         for t in self.targets() {
@@ -632,6 +647,12 @@ impl Report {
             "clk_tck": self.hz,
             "flows": self.flows,
             "configs": configs,
+            "wake_round_trip_us": {
+                "same_cpu": self.wake.same_cpu_us,
+                "two_cpus": self.wake.cross_cpu_us,
+                "samples": self.wake.samples,
+                "gap_ms": wake::GAP.as_millis(),
+            },
             "targets": targets,
             "samples": samples,
         })
@@ -959,6 +980,13 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
         dir.display()
     ));
 
+    report.wake = wake::measure(if opts.quick { 10 } else { 30 });
+    log_step(&format!(
+        "thread wake-up round trip: same CPU {} µs, two CPUs {} µs",
+        fmt_opt(report.wake.same_cpu_us, 1),
+        fmt_opt(report.wake.cross_cpu_us, 1)
+    ));
+
     let p = prefix();
     let topo = Topo::new(&p)?;
     log_step(&format!("topology {p}sw/{p}h1/{p}h2 up"));
@@ -1200,6 +1228,11 @@ mod tests {
                     ..ConfigInfo::default()
                 },
             ],
+            wake: WakeProbe {
+                same_cpu_us: Some(28.25),
+                cross_cpu_us: None,
+                samples: 30,
+            },
         }
     }
 
@@ -1273,6 +1306,12 @@ mod tests {
         assert_eq!(j["configs"][3]["queue_tx_packets"], Value::Null);
         assert_eq!(j["samples"].as_array().unwrap().len(), 15);
         assert_eq!(j["targets"][0]["met"], json!(true));
+        assert!(
+            md.contains("median of 30): same CPU 28.2 µs, two CPUs - µs."),
+            "{md}"
+        );
+        assert_eq!(j["wake_round_trip_us"]["same_cpu"], json!(28.25));
+        assert_eq!(j["wake_round_trip_us"]["two_cpus"], Value::Null);
     }
 
     #[test]

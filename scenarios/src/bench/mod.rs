@@ -11,6 +11,7 @@
 pub mod datapath;
 pub mod flows;
 pub mod qos;
+pub mod wake;
 
 use crate::interrupt;
 use crate::netns::{run, wait_until, Netns, Proc};
