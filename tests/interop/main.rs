@@ -10,7 +10,8 @@
 //! - `faucet_vlans_forward_and_isolate` — Faucet with two VLANs (tests/interop/faucet.yaml);
 //! - `osken_switch_tester_subset` (tester.rs) — os-ken's OF1.3 switch tester on a curated subset;
 //! - `ovs_ofctl_reads_queue_config_and_stats` (qos.rs) — ovs-ofctl queue-get-config, queue-stats
-//!   and dump-ports against a shg-switch with a shaped port and queues from its TOML file.
+//!   and dump-ports against a shg-switch with a shaped port and queues from its TOML file;
+//! - `oftest_suite` (oftest.rs) — OFTest's OpenFlow 1.3 suite (own topology: 4 veth pairs).
 //!
 //! They need root; without it they print SKIP and pass. Logs of a failing test are kept under
 //! target/tmp/interop-*.
@@ -18,6 +19,7 @@
 #[path = "../common/netns.rs"]
 mod netns;
 mod ofctl;
+mod oftest;
 mod qos;
 mod tester;
 mod topo;
