@@ -2,16 +2,18 @@
 //!
 //! The reader splits the stream into messages with `frame_len` (a length field below 8 breaks
 //! the stream: the connection is closed), hands every complete message to `Ofproto::handle`
-//! under one lock per read, and carries out the effects. The writer task drains the bounded
+//! under one lock per read, let go between two messages whenever the datapath thread waits
+//! for it (a stream of flow_mods never holds frames up for more than one message), and
+//! carries out the effects. The writer task drains the bounded
 //! queue into the socket, so a slow peer never blocks the core. The connection ends when the
 //! peer closes, a read or write fails, the core asks to close it, its queue overflows, or the
 //! agent shuts down; then `Ofproto::disconnect` forgets it.
 
 use super::{lock, shutdown_signalled, ConnHandle, Inner, Out};
-use crate::ofproto::ConnKind;
+use crate::ofproto::{ConnKind, Ofproto};
 use shg_flows::wire::message::{frame_len, HEADER_LEN};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, Notify};
@@ -27,6 +29,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// FLOW_MOD and a BARRIER per line) sends the next one within this window, so the switch
 /// answers it without a sleep and wake-up per round trip; at rest nothing spins.
 const SPIN: Duration = Duration::from_micros(60);
+/// Longest wait for the datapath thread to take the `Ofproto` lock once the reader let it go.
+const HANDOVER_WAIT: Duration = Duration::from_millis(1);
 
 /// Why a connection ended (for the log).
 #[derive(Debug)]
@@ -101,21 +105,13 @@ async fn read_loop<S: AsyncRead + Send>(
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut spin_until = None;
     loop {
-        // Every complete message in `buf`, under one lock.
-        let mut start = 0;
-        let mut effects = Vec::new();
-        {
-            let mut of = None;
-            while let Some(len) = frame_len(&buf[start..]) {
-                if buf.len() - start < len {
-                    break;
-                }
-                let now = inner.now();
-                let of = of.get_or_insert_with(|| lock(&inner.of));
-                effects.extend(of.handle(id, &buf[start..start + len], now));
-                start += len;
-            }
-        }
+        let (start, effects) = handle_buffered(
+            &inner.of,
+            &buf,
+            |of, msg| of.handle(id, msg, inner.now()),
+            || inner.transmit.waiting_for_lock(),
+            || wait_for_handover(|| inner.transmit.waiting_for_lock()),
+        );
         buf.drain(..start);
         if start > 0 {
             spin_until = Some(std::time::Instant::now() + SPIN);
@@ -147,6 +143,47 @@ async fn read_loop<S: AsyncRead + Send>(
     }
 }
 
+/// Handles every complete message at the front of `buf` with `handle`, under the `Ofproto`
+/// lock, taken once and kept from message to message, except that whenever `dp_waiting` says
+/// the datapath thread waits for it, the lock is let go before the next message and
+/// `hand_over` is called (without it). Returns the bytes consumed and the effects, in order.
+fn handle_buffered<H, E>(
+    of: &Mutex<Ofproto>,
+    buf: &[u8],
+    mut handle: H,
+    dp_waiting: impl Fn() -> bool,
+    mut hand_over: impl FnMut(),
+) -> (usize, Vec<E>)
+where
+    H: FnMut(&mut Ofproto, &[u8]) -> Vec<E>,
+{
+    let mut start = 0;
+    let mut effects = Vec::new();
+    let mut guard: Option<MutexGuard<'_, Ofproto>> = None;
+    while let Some(len) = frame_len(&buf[start..]) {
+        if buf.len() - start < len {
+            break;
+        }
+        if guard.is_some() && dp_waiting() {
+            guard = None;
+            hand_over();
+        }
+        let of = guard.get_or_insert_with(|| lock(of));
+        effects.extend(handle(of, &buf[start..start + len]));
+        start += len;
+    }
+    (start, effects)
+}
+
+/// After letting the `Ofproto` lock go for the datapath thread: waits (yielding the CPU) until
+/// it has taken the lock, at most [`HANDOVER_WAIT`], so the agent does not take it back first.
+fn wait_for_handover(dp_waiting: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + HANDOVER_WAIT;
+    while dp_waiting() && std::time::Instant::now() < until {
+        std::thread::yield_now();
+    }
+}
+
 async fn write_loop<S: AsyncWrite + Send>(
     mut wr: WriteHalf<S>,
     mut rx: mpsc::Receiver<Out>,
@@ -168,4 +205,80 @@ async fn write_loop<S: AsyncWrite + Send>(
     let _ = wr.shutdown().await;
     // Whatever ended the writer ends the reader too.
     kill.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ofproto::OfprotoConfig;
+    use std::cell::Cell;
+
+    /// OpenFlow 1.3 messages of type `t`, xid `i`, 8 + `extra` bytes long.
+    fn msg(t: u8, i: u32, extra: usize) -> Vec<u8> {
+        let len = u16::try_from(8 + extra).unwrap();
+        let mut m = vec![4, t];
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend_from_slice(&i.to_be_bytes());
+        m.resize(8 + extra, 0);
+        m
+    }
+
+    fn xid(m: &[u8]) -> u32 {
+        u32::from_be_bytes([m[4], m[5], m[6], m[7]])
+    }
+
+    #[test]
+    fn complete_messages_in_order_and_a_partial_one_left() {
+        let of = Mutex::new(Ofproto::new(OfprotoConfig::default()));
+        let mut buf: Vec<u8> = (0..5).flat_map(|i| msg(14, i, 40)).collect();
+        let whole = buf.len();
+        buf.extend_from_slice(&msg(14, 9, 40)[..20]);
+        let (used, seen) = handle_buffered(&of, &buf, |_, m| vec![xid(m)], || false, || {});
+        assert_eq!(used, whole);
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_lock_is_let_go_between_messages_while_the_datapath_waits() {
+        let of = Mutex::new(Ofproto::new(OfprotoConfig::default()));
+        let buf: Vec<u8> = (0..6).flat_map(|i| msg(14, i, 8)).collect();
+        // The datapath "waits" before messages 2 and 4 (checked after 1 and 3 were handled).
+        let handled = Cell::new(0u32);
+        let handovers = Cell::new(0u32);
+        let (used, seen) = handle_buffered(
+            &of,
+            &buf,
+            |of, m| {
+                // Handled under the lock, with the Ofproto it guards.
+                let _ = of.tables.len();
+                handled.set(handled.get() + 1);
+                vec![xid(m)]
+            },
+            || matches!(handled.get(), 2 | 4),
+            || {
+                // Called with the lock free: the datapath can take it now.
+                assert!(of.try_lock().is_ok(), "lock still held at the handover");
+                handovers.set(handovers.get() + 1);
+            },
+        );
+        assert_eq!(used, buf.len());
+        assert_eq!(seen, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(handovers.get(), 2);
+        // Nothing held once done.
+        assert!(of.try_lock().is_ok());
+    }
+
+    #[test]
+    fn the_handover_wait_is_bounded() {
+        let t0 = std::time::Instant::now();
+        wait_for_handover(|| true);
+        let waited = t0.elapsed();
+        assert!(
+            waited >= HANDOVER_WAIT && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
+        let t0 = std::time::Instant::now();
+        wait_for_handover(|| false);
+        assert!(t0.elapsed() < HANDOVER_WAIT);
+    }
 }

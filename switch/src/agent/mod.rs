@@ -101,10 +101,17 @@ pub fn process_now() -> u64 {
     Clock::process().now()
 }
 
-/// Where the agent hands frames to transmit (PACKET_OUT, flooding): the datapath.
+/// The datapath as the agent sees it: where it hands frames to transmit (PACKET_OUT,
+/// flooding), and whether it waits for the `Ofproto` lock.
 pub trait Transmitter: Send + Sync {
     /// Sends the frames out of their ports. Must not block for long.
     fn transmit(&self, outputs: Vec<Output>);
+
+    /// Whether the datapath thread waits for the `Ofproto` lock: the agent then lets it go
+    /// between two messages, so forwarding is not held up by a stream of flow_mods.
+    fn waiting_for_lock(&self) -> bool {
+        false
+    }
 }
 
 /// A transmitter that drops everything, for an agent with no datapath (tests, tools).
@@ -118,6 +125,10 @@ impl Transmitter for NoTransmit {
 impl Transmitter for crate::datapath::DatapathHandle {
     fn transmit(&self, outputs: Vec<Output>) {
         crate::datapath::DatapathHandle::transmit(self, outputs);
+    }
+
+    fn waiting_for_lock(&self) -> bool {
+        crate::datapath::DatapathHandle::waiting_for_lock(self)
     }
 }
 

@@ -221,6 +221,8 @@ struct Shared {
     wake: EventFd,
     stop: AtomicBool,
     stats: AtomicStats,
+    /// Set while the datapath thread waits for the `Ofproto` lock (see [`lock_of`]).
+    waiting_for_lock: AtomicBool,
 }
 
 impl Shared {
@@ -289,6 +291,13 @@ impl DatapathHandle {
         &self.name
     }
 
+    /// Whether the datapath thread is waiting for the `Ofproto` lock. A thread holding it
+    /// for a series of short steps (the agent's message loop) lets it go between two steps
+    /// while this is true.
+    pub fn waiting_for_lock(&self) -> bool {
+        self.shared.waiting_for_lock.load(Ordering::SeqCst)
+    }
+
     /// A snapshot of the datapath counters.
     pub fn stats(&self) -> DatapathStats {
         self.shared.stats.snapshot()
@@ -340,6 +349,7 @@ pub fn spawn(
         wake: EventFd::new()?,
         stop: AtomicBool::new(false),
         stats: AtomicStats::default(),
+        waiting_for_lock: AtomicBool::new(false),
     });
     let mut dp = Loop {
         slots: Vec::new(),
@@ -419,6 +429,23 @@ struct Loop {
 fn lock(of: &Mutex<Ofproto>) -> MutexGuard<'_, Ofproto> {
     // A panic elsewhere while holding the lock must not stop forwarding.
     of.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The `Ofproto` lock for the datapath thread: when another thread holds it, `waiting` is set
+/// until the lock is ours, so the OpenFlow agent, between two messages, hands it over
+/// ([`DatapathHandle::waiting_for_lock`]) instead of keeping it for a whole stream of
+/// flow_mods while frames wait.
+fn lock_of<'a>(of: &'a Mutex<Ofproto>, waiting: &AtomicBool) -> MutexGuard<'a, Ofproto> {
+    match of.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            waiting.store(true, Ordering::SeqCst);
+            let g = lock(of);
+            waiting.store(false, Ordering::SeqCst);
+            g
+        }
+    }
 }
 
 impl Loop {
@@ -504,7 +531,7 @@ impl Loop {
             }
         }
         if !self.pending.is_empty() {
-            let mut of = lock(&self.of);
+            let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
             Self::apply_pending(&mut self.pending, &mut of);
         }
     }
@@ -518,7 +545,7 @@ impl Loop {
     fn qos_pass(&mut self) {
         let now = (self.clock)();
         {
-            let mut of = lock(&self.of);
+            let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
             Self::apply_pending(&mut self.pending, &mut of);
             Self::shape(
                 &mut of,
@@ -602,7 +629,7 @@ impl Loop {
                         .any(|o| matches!(o, Output::Port { .. }))
                     {
                         let now = (self.clock)();
-                        let mut of = lock(&self.of);
+                        let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
                         Self::shape(
                             &mut of,
                             &mut self.outputs,
@@ -728,7 +755,7 @@ impl Loop {
         if res.is_err() {
             // The backend counted and logged it; note it for port stats.
             bump(&self.shared.stats.rx_errors, 1);
-            let mut of = lock(&self.of);
+            let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
             if let Some(p) = of.ports.get_mut(&port_no) {
                 p.counters.rx_errors = p.counters.rx_errors.saturating_add(1);
             }
@@ -748,7 +775,7 @@ impl Loop {
         bump(&self.shared.stats.rx_packets, n);
         let now = (self.clock)();
         {
-            let mut of = lock(&self.of);
+            let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
             Self::apply_pending(&mut self.pending, &mut of);
             for pkt in self.rx.drain(..) {
                 execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
@@ -847,5 +874,38 @@ impl Loop {
                 c.tx_dropped = c.tx_dropped.saturating_add(d.packets);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ofproto::OfprotoConfig;
+
+    #[test]
+    fn waiting_for_the_lock_is_visible_until_it_is_taken() {
+        let of = Arc::new(Mutex::new(Ofproto::new(OfprotoConfig::default())));
+        let waiting = Arc::new(AtomicBool::new(false));
+        // Free lock: taken at once, the flag never set.
+        drop(lock_of(&of, &waiting));
+        assert!(!waiting.load(Ordering::SeqCst));
+        let held = lock(&of);
+        let t = {
+            let (of, waiting) = (of.clone(), waiting.clone());
+            std::thread::spawn(move || {
+                let g = lock_of(&of, &waiting);
+                // Ours now: no longer waiting.
+                assert!(!waiting.load(Ordering::SeqCst));
+                g.tables.len()
+            })
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        while !waiting.load(Ordering::SeqCst) {
+            assert!(Instant::now() < until, "the flag was never set");
+            std::thread::yield_now();
+        }
+        drop(held);
+        assert_eq!(t.join().unwrap(), 0);
+        assert!(!waiting.load(Ordering::SeqCst));
     }
 }
