@@ -159,6 +159,47 @@ pub enum FlowModEffect {
     Deleted(Vec<Removed>),
 }
 
+/// Where a flow dump is, in dump order: table, then decreasing priority, then match. Unique
+/// per entry (one table holds one entry per match and priority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpPosition {
+    pub table_id: u8,
+    pub priority: u16,
+    pub r#match: Match,
+}
+
+impl DumpPosition {
+    /// The position of `entry`, in table `table_id`.
+    pub fn of(table_id: u8, entry: &FlowEntry) -> DumpPosition {
+        DumpPosition {
+            table_id,
+            priority: entry.priority,
+            r#match: entry.r#match,
+        }
+    }
+}
+
+impl Ord for DumpPosition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (
+            self.table_id,
+            std::cmp::Reverse(self.priority),
+            &self.r#match,
+        )
+            .cmp(&(
+                other.table_id,
+                std::cmp::Reverse(other.priority),
+                &other.r#match,
+            ))
+    }
+}
+
+impl PartialOrd for DumpPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// The OF1.3 flow-stats / aggregate-stats request filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowFilter {
@@ -551,16 +592,35 @@ impl FlowTables {
         out
     }
 
-    /// OFPMP_FLOW: the entries passing `filter`, by table, then decreasing priority, then match.
+    /// OFPMP_FLOW: the entries passing `filter`, by table, then decreasing priority, then match
+    /// (the order of [`DumpPosition`]).
     pub fn flow_stats(&self, filter: &FlowFilter) -> Vec<(u8, &FlowEntry)> {
         let mut v = self.filtered(filter);
-        v.sort_by(|a, b| {
-            (a.0, std::cmp::Reverse(a.1.priority), &a.1.r#match).cmp(&(
-                b.0,
-                std::cmp::Reverse(b.1.priority),
-                &b.1.r#match,
-            ))
-        });
+        v.sort_by_key(|&(t, e)| DumpPosition::of(t, e));
+        v
+    }
+
+    /// One page of [`FlowTables::flow_stats`]: at most `max` entries, the first ones after
+    /// `after` (from the start when `None`). A dump read page by page, with the tables
+    /// changing in between, returns every entry present throughout exactly once, in order.
+    pub fn flow_stats_page(
+        &self,
+        filter: &FlowFilter,
+        after: Option<DumpPosition>,
+        max: usize,
+    ) -> Vec<(u8, &FlowEntry)> {
+        let mut v = self.filtered(filter);
+        if let Some(a) = after {
+            v.retain(|&(t, e)| DumpPosition::of(t, e) > a);
+        }
+        if max == 0 {
+            return Vec::new();
+        }
+        if v.len() > max {
+            v.select_nth_unstable_by_key(max - 1, |&(t, e)| DumpPosition::of(t, e));
+            v.truncate(max);
+        }
+        v.sort_by_key(|&(t, e)| DumpPosition::of(t, e));
         v
     }
 

@@ -123,8 +123,14 @@ impl Fake {
         assert!(out.sent.is_empty() && out.closed.is_empty(), "{out:?}");
     }
 
+    /// Handles one message as the agent does: then the rest of a flow dump it started, page
+    /// by page.
     fn send_raw(&mut self, conn: ConnId, bytes: &[u8]) -> Out {
-        Fake::collect(self.of.handle(conn, bytes, self.now))
+        let mut fx = self.of.handle(conn, bytes, self.now);
+        while let Some(page) = self.of.resume_flow_dump(conn, self.now) {
+            fx.extend(page);
+        }
+        Fake::collect(fx)
     }
 
     fn send_xid(&mut self, conn: ConnId, xid: u32, msg: &Message) -> Out {
@@ -1471,16 +1477,31 @@ fn flow_stats_reply_is_split() {
             ),
         );
     }
+    // Two pages (1000 + 500 entries), each cut into bodies that fit a message; REPLY_MORE on
+    // every message but the last (checked by `multipart`).
     let bodies = f.multipart(C1, MultipartRequest::Flow(FlowStatsRequest::default()));
     assert!(bodies.len() >= 2, "{} parts", bodies.len());
-    let n: usize = bodies
+    let entries: Vec<_> = bodies
         .iter()
-        .map(|b| match b {
-            MultipartReply::Flow(v) => v.len(),
-            _ => 0,
+        .flat_map(|b| match b {
+            MultipartReply::Flow(v) => v.clone(),
+            _ => Vec::new(),
         })
-        .sum();
-    assert_eq!(n, 1500);
+        .collect();
+    assert_eq!(entries.len(), 1500);
+    // In dump order, each flow once (the match differs in nw_dst, same priority and table).
+    let mut matches: Vec<_> = entries.iter().map(|e| e.r#match).collect();
+    let sorted = {
+        let mut m = matches.clone();
+        m.sort();
+        m
+    };
+    assert_eq!(matches, sorted);
+    matches.dedup();
+    assert_eq!(matches.len(), 1500);
+    // The dump is over: the next request starts a new one.
+    let again = f.multipart(C1, MultipartRequest::Flow(FlowStatsRequest::default()));
+    assert_eq!(again.len(), bodies.len());
 }
 
 #[test]

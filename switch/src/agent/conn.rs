@@ -109,6 +109,7 @@ async fn read_loop<S: AsyncRead + Send>(
             &inner.of,
             &buf,
             |of, msg| of.handle(id, msg, inner.now()),
+            |of| of.resume_flow_dump(id, inner.now()),
             || inner.transmit.waiting_for_lock(),
             || wait_for_handover(|| inner.transmit.waiting_for_lock()),
         );
@@ -143,20 +144,20 @@ async fn read_loop<S: AsyncRead + Send>(
     }
 }
 
-/// Handles every complete message at the front of `buf` with `handle`, under the `Ofproto`
-/// lock, taken once and kept from message to message, except that whenever `dp_waiting` says
-/// the datapath thread waits for it, the lock is let go before the next message and
-/// `hand_over` is called (without it). Returns the bytes consumed and the effects, in order.
-fn handle_buffered<H, E>(
+/// Handles every complete message at the front of `buf` with `handle`, and after each one
+/// the pages of a flow dump it started with `resume` (until it says `None`), under the
+/// `Ofproto` lock, taken once and kept from step to step, except that whenever `dp_waiting`
+/// says the datapath thread waits for it, the lock is let go before the next step (message or
+/// page) and `hand_over` is called (without it). Returns the bytes consumed and the effects,
+/// in order.
+fn handle_buffered<E>(
     of: &Mutex<Ofproto>,
     buf: &[u8],
-    mut handle: H,
+    mut handle: impl FnMut(&mut Ofproto, &[u8]) -> Vec<E>,
+    mut resume: impl FnMut(&mut Ofproto) -> Option<Vec<E>>,
     dp_waiting: impl Fn() -> bool,
     mut hand_over: impl FnMut(),
-) -> (usize, Vec<E>)
-where
-    H: FnMut(&mut Ofproto, &[u8]) -> Vec<E>,
-{
+) -> (usize, Vec<E>) {
     let mut start = 0;
     let mut effects = Vec::new();
     let mut guard: Option<MutexGuard<'_, Ofproto>> = None;
@@ -164,15 +165,33 @@ where
         if buf.len() - start < len {
             break;
         }
-        if guard.is_some() && dp_waiting() {
-            guard = None;
-            hand_over();
-        }
-        let of = guard.get_or_insert_with(|| lock(of));
-        effects.extend(handle(of, &buf[start..start + len]));
+        let core = relock(of, &mut guard, &dp_waiting, &mut hand_over);
+        effects.extend(handle(core, &buf[start..start + len]));
         start += len;
+        loop {
+            let core = relock(of, &mut guard, &dp_waiting, &mut hand_over);
+            match resume(core) {
+                Some(page) => effects.extend(page),
+                None => break,
+            }
+        }
     }
     (start, effects)
+}
+
+/// The `Ofproto` behind `guard`, locked if it is not; first let go (and `hand_over` called)
+/// when held while `dp_waiting`.
+fn relock<'g, 'm>(
+    of: &'m Mutex<Ofproto>,
+    guard: &'g mut Option<MutexGuard<'m, Ofproto>>,
+    dp_waiting: &impl Fn() -> bool,
+    hand_over: &mut impl FnMut(),
+) -> &'g mut Ofproto {
+    if guard.is_some() && dp_waiting() {
+        *guard = None;
+        hand_over();
+    }
+    guard.get_or_insert_with(|| lock(of))
 }
 
 /// After letting the `Ofproto` lock go for the datapath thread: waits (yielding the CPU) until
@@ -233,7 +252,8 @@ mod tests {
         let mut buf: Vec<u8> = (0..5).flat_map(|i| msg(14, i, 40)).collect();
         let whole = buf.len();
         buf.extend_from_slice(&msg(14, 9, 40)[..20]);
-        let (used, seen) = handle_buffered(&of, &buf, |_, m| vec![xid(m)], || false, || {});
+        let (used, seen) =
+            handle_buffered(&of, &buf, |_, m| vec![xid(m)], |_| None, || false, || {});
         assert_eq!(used, whole);
         assert_eq!(seen, vec![0, 1, 2, 3, 4]);
     }
@@ -242,8 +262,8 @@ mod tests {
     fn the_lock_is_let_go_between_messages_while_the_datapath_waits() {
         let of = Mutex::new(Ofproto::new(OfprotoConfig::default()));
         let buf: Vec<u8> = (0..6).flat_map(|i| msg(14, i, 8)).collect();
-        // The datapath "waits" before messages 2 and 4 (checked after 1 and 3 were handled).
-        let handled = Cell::new(0u32);
+        // The datapath starts waiting after messages 1 and 3, until it gets the lock.
+        let waiting = Cell::new(false);
         let handovers = Cell::new(0u32);
         let (used, seen) = handle_buffered(
             &of,
@@ -251,13 +271,15 @@ mod tests {
             |of, m| {
                 // Handled under the lock, with the Ofproto it guards.
                 let _ = of.tables.len();
-                handled.set(handled.get() + 1);
+                waiting.set(matches!(xid(m), 1 | 3));
                 vec![xid(m)]
             },
-            || matches!(handled.get(), 2 | 4),
+            |_| None,
+            || waiting.get(),
             || {
-                // Called with the lock free: the datapath can take it now.
+                // Called with the lock free: the datapath takes it now.
                 assert!(of.try_lock().is_ok(), "lock still held at the handover");
+                waiting.set(false);
                 handovers.set(handovers.get() + 1);
             },
         );
@@ -266,6 +288,45 @@ mod tests {
         assert_eq!(handovers.get(), 2);
         // Nothing held once done.
         assert!(of.try_lock().is_ok());
+    }
+
+    #[test]
+    fn a_flow_dump_goes_on_page_by_page_before_the_next_message() {
+        let of = Mutex::new(Ofproto::new(OfprotoConfig::default()));
+        let buf: Vec<u8> = (0..3).flat_map(|i| msg(18, i, 8)).collect();
+        // Message 1 starts a dump of three more pages (100, 101, 102); the datapath waits
+        // while page 101 is being made.
+        let pages = Cell::new(0u32);
+        let waiting = Cell::new(false);
+        let handovers = Cell::new(0u32);
+        let (used, seen) = handle_buffered(
+            &of,
+            &buf,
+            |_, m| {
+                if xid(m) == 1 {
+                    pages.set(3);
+                }
+                vec![xid(m)]
+            },
+            |_| {
+                let left = pages.get();
+                (left > 0).then(|| {
+                    pages.set(left - 1);
+                    let page = 100 + (3 - left);
+                    waiting.set(page == 101);
+                    vec![page]
+                })
+            },
+            || waiting.get(),
+            || {
+                assert!(of.try_lock().is_ok(), "lock still held at the handover");
+                waiting.set(false);
+                handovers.set(handovers.get() + 1);
+            },
+        );
+        assert_eq!(used, buf.len());
+        assert_eq!(seen, vec![0, 1, 100, 101, 102, 2]);
+        assert_eq!(handovers.get(), 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::{ConnId, ConnKind, Effect, Ofproto};
 use shg_flows::error::{Error, ErrorCode, HelloFailedCode, RoleRequestFailedCode};
+use shg_flows::table::{DumpPosition, FlowFilter};
 use shg_flows::wire::message::{
     self, AsyncConfig, ControllerRole, HelloElement, Message, MsgType, Role, OFP_VERSION,
 };
@@ -51,6 +52,17 @@ pub struct ConnState {
     pub echo_sent: Option<u64>,
     /// Multipart requests waiting for their last part, by xid.
     pub pending_multipart: BTreeMap<u32, PendingMultipart>,
+    /// A flow dump sent page by page, not finished ([`crate::ofproto::Ofproto::resume_flow_dump`]).
+    pub flow_dump: Option<FlowDump>,
+}
+
+/// A flow dump (OFPMP_FLOW reply) sent page by page: the request's xid and selection, and the
+/// last entry sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowDump {
+    pub xid: u32,
+    pub filter: FlowFilter,
+    pub after: DumpPosition,
 }
 
 /// packet-in reasons NO_MATCH and ACTION (not INVALID_TTL), as the 1.3 spec's defaults.
@@ -80,6 +92,7 @@ impl ConnState {
             last_rx: now,
             echo_sent: None,
             pending_multipart: BTreeMap::new(),
+            flow_dump: None,
         }
     }
 

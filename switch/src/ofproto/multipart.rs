@@ -4,6 +4,13 @@
 //! A reply whose body would not fit one message (at most [`MAX_REPLY_BODY`] bytes after the
 //! 16-byte multipart header) is cut between entries into several replies; all but the last
 //! carry OFPMPF_REPLY_MORE. Entries are never split.
+//!
+//! A flow dump (OFPMP_FLOW) is built a page of entries at a time ([`FLOW_DUMP_PAGES`]): the
+//! first page
+//! answers the request, and the connection keeps where the dump is (`ConnState::flow_dump`)
+//! until [`Ofproto::resume_flow_dump`] has sent the rest, so the caller can let the lock go
+//! between pages (the datapath forwards meanwhile). Entries present from the first page to
+//! the last are sent once each, in dump order; one added or removed meanwhile may or may not be.
 
 use super::{split_ns, Ofproto, PortState};
 use shg_flows::action::{port, OFPQ_ALL, OFPTT_ALL};
@@ -21,12 +28,21 @@ use shg_flows::wire::multipart::{
 use shg_flows::wire::oxm::OxmHeader;
 use shg_flows::wire::table_features::{FeatureId, TableFeatureProp, TableFeatures};
 
-use super::conn::PendingMultipart;
-use super::ConnId;
+use super::conn::{FlowDump, PendingMultipart};
+use super::{ConnId, Effect};
+use shg_flows::table::DumpPosition;
+use shg_flows::wire::multipart::FlowStatsRequest;
 
 /// Largest multipart reply body in one message: 65535 minus the 8-byte header and the
 /// 8-byte multipart header.
 pub const MAX_REPLY_BODY: usize = u16::MAX as usize - HEADER_LEN - 8;
+/// Least flow entries per page of a flow dump (about 100 KB of reply).
+pub(crate) const FLOW_DUMP_PAGE: usize = 1000;
+/// Most pages a flow dump is cut into: every page scans the whole table for its entries, so
+/// pages of a large table are larger ([`FLOW_DUMP_PAGE`] or a `1/FLOW_DUMP_PAGES` share of
+/// the table, whichever is more). 100 000 flows: 8 pages of 12 500, ~25 ms each under the
+/// lock here, where the whole dump held it ~120 ms.
+pub(crate) const FLOW_DUMP_PAGES: usize = 8;
 /// Most multipart requests one connection may have waiting for their last part.
 pub const MAX_PENDING_MULTIPART: usize = 64;
 /// `max_entries` advertised per table (the classifier has no fixed limit; as OVS).
@@ -121,14 +137,28 @@ impl FlowReplyParts {
     }
 }
 
+/// What a multipart request is answered with.
+enum Reply {
+    /// The whole reply.
+    Bodies(Vec<MultipartReply>),
+    /// A flow dump of the entries this selects, sent page by page.
+    FlowDump(Box<FlowFilter>),
+}
+
 /// The messages of one reply: REPLY_MORE on all but the last.
 fn messages(bodies: Vec<MultipartReply>) -> Vec<Message> {
+    messages_of_part(bodies, false)
+}
+
+/// The messages of part of a reply: REPLY_MORE on all but the last, and on the last too when
+/// `more_follows`.
+fn messages_of_part(bodies: Vec<MultipartReply>, more_follows: bool) -> Vec<Message> {
     let n = bodies.len();
     bodies
         .into_iter()
         .enumerate()
         .map(|(i, body)| Message::MultipartReply {
-            flags: if i + 1 < n {
+            flags: if more_follows || i + 1 < n {
                 multipart_flags::REPLY_MORE
             } else {
                 0
@@ -314,16 +344,77 @@ impl Ofproto {
                 return Ok(Vec::new());
             }
         }
-        self.multipart_reply(body, now).map(messages)
+        Ok(match self.multipart_reply(body, now)? {
+            Reply::Bodies(bodies) => messages(bodies),
+            Reply::FlowDump(filter) => self.flow_dump_page(conn, xid, *filter, None, now),
+        })
     }
 
-    fn multipart_reply(
+    /// The selection of a flow or aggregate stats request.
+    fn flow_filter(&self, req: &FlowStatsRequest) -> Result<FlowFilter, Error> {
+        if req.table_id != OFPTT_ALL && req.table_id >= self.tables.n_tables() {
+            return Err(Error::bad_request(
+                BadRequestCode::BadTableId,
+                format!("table {} does not exist", req.table_id),
+            ));
+        }
+        Ok(FlowFilter {
+            table_id: req.table_id,
+            out_port: req.out_port,
+            out_group: req.out_group,
+            cookie: req.cookie,
+            cookie_mask: req.cookie_mask,
+            r#match: req.r#match,
+        })
+    }
+
+    /// The next page of a flow dump (the first when `after` is `None`) as reply messages;
+    /// when more entries may follow, the connection keeps the dump for
+    /// [`Ofproto::resume_flow_dump`] and every message carries REPLY_MORE.
+    fn flow_dump_page(
         &mut self,
-        body: MultipartRequest,
+        conn: ConnId,
+        xid: u32,
+        filter: FlowFilter,
+        after: Option<DumpPosition>,
         now: u64,
-    ) -> Result<Vec<MultipartReply>, Error> {
+    ) -> Vec<Message> {
+        let mut parts = FlowReplyParts::new(MAX_REPLY_BODY);
+        let mut last = None;
+        let size = FLOW_DUMP_PAGE.max(self.tables.len().div_ceil(FLOW_DUMP_PAGES));
+        let page = self.tables.flow_stats_page(&filter, after, size);
+        let full = page.len() == size;
+        for (table_id, e) in page {
+            last = Some(DumpPosition::of(table_id, e));
+            parts.push(e.to_stats(table_id, now));
+        }
+        let next = match last {
+            Some(after) if full => Some(FlowDump { xid, filter, after }),
+            _ => None,
+        };
+        let more = next.is_some();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.flow_dump = next;
+        }
+        messages_of_part(parts.finish(), more)
+    }
+
+    /// Sends the next page of the flow dump `conn` has under way, if any (`None`: nothing
+    /// under way). Call until it returns `None`, before the connection's next message.
+    pub fn resume_flow_dump(&mut self, conn: ConnId, now: u64) -> Option<Vec<Effect>> {
+        let dump = self.conns.get_mut(&conn)?.flow_dump.take()?;
+        let xid = dump.xid;
+        let msgs = self.flow_dump_page(conn, xid, dump.filter, Some(dump.after), now);
+        Some(
+            msgs.into_iter()
+                .map(|msg| Effect::Send { conn, xid, msg })
+                .collect(),
+        )
+    }
+
+    fn multipart_reply(&mut self, body: MultipartRequest, now: u64) -> Result<Reply, Error> {
         use MultipartRequest as Q;
-        Ok(match body {
+        Ok(Reply::Bodies(match body {
             Q::Desc => vec![MultipartReply::Desc(SwitchDesc {
                 mfr_desc: self.config.mfr_desc.clone(),
                 hw_desc: self.config.hw_desc.clone(),
@@ -331,38 +422,9 @@ impl Ofproto {
                 serial_num: self.config.serial_num.clone(),
                 dp_desc: self.config.dp_desc.clone(),
             })],
-            Q::Flow(req) | Q::Aggregate(req)
-                if req.table_id != OFPTT_ALL && req.table_id >= self.tables.n_tables() =>
-            {
-                return Err(Error::bad_request(
-                    BadRequestCode::BadTableId,
-                    format!("table {} does not exist", req.table_id),
-                ));
-            }
-            Q::Flow(req) => {
-                let filter = FlowFilter {
-                    table_id: req.table_id,
-                    out_port: req.out_port,
-                    out_group: req.out_group,
-                    cookie: req.cookie,
-                    cookie_mask: req.cookie_mask,
-                    r#match: req.r#match,
-                };
-                let mut parts = FlowReplyParts::new(MAX_REPLY_BODY);
-                for (table_id, e) in self.tables.flow_stats(&filter) {
-                    parts.push(e.to_stats(table_id, now));
-                }
-                parts.finish()
-            }
+            Q::Flow(req) => return Ok(Reply::FlowDump(Box::new(self.flow_filter(&req)?))),
             Q::Aggregate(req) => {
-                let filter = FlowFilter {
-                    table_id: req.table_id,
-                    out_port: req.out_port,
-                    out_group: req.out_group,
-                    cookie: req.cookie,
-                    cookie_mask: req.cookie_mask,
-                    r#match: req.r#match,
-                };
+                let filter = self.flow_filter(&req)?;
                 vec![MultipartReply::Aggregate(
                     self.tables.aggregate_stats(&filter),
                 )]
@@ -423,7 +485,7 @@ impl Ofproto {
                     format!("unknown multipart type {typ}"),
                 ));
             }
-        })
+        }))
     }
 
     /// OFPMP_QUEUE: `port_no` may be ANY and `queue_id` ALL. An unknown port is
