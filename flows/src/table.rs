@@ -159,6 +159,48 @@ pub enum FlowModEffect {
     Deleted(Vec<Removed>),
 }
 
+/// Whether flow stats request `f` (its match normalized: `m`) selects `v`.
+fn selects(f: &FlowFilter, m: &Match, v: &FlowEntry) -> bool {
+    v.r#match.is_subset_of(m)
+        && v.cookie_matches(f.cookie, f.cookie_mask)
+        && (f.out_port == port::ANY || v.outputs_to(f.out_port))
+        && (f.out_group == group::ANY || v.uses_group(f.out_group))
+}
+
+/// An entry of table `.0`, ordered by its [`DumpPosition`] without copying its match.
+struct InDump<'a>(u8, &'a FlowEntry);
+
+impl InDump<'_> {
+    fn key(&self) -> (u8, std::cmp::Reverse<u16>, &Match) {
+        (self.0, std::cmp::Reverse(self.1.priority), &self.1.r#match)
+    }
+
+    fn cmp_position(&self, p: &DumpPosition) -> std::cmp::Ordering {
+        self.key()
+            .cmp(&(p.table_id, std::cmp::Reverse(p.priority), &p.r#match))
+    }
+}
+
+impl PartialEq for InDump<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for InDump<'_> {}
+
+impl PartialOrd for InDump<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InDump<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
 /// Where a flow dump is, in dump order: table, then decreasing priority, then match. Unique
 /// per entry (one table holds one entry per match and priority).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -579,13 +621,8 @@ impl FlowTables {
         for t in self.table_ids(f.table_id) {
             let table_id = u8::try_from(t).unwrap_or(u8::MAX);
             for e in self.tables[t].cls.iter() {
-                let v = e.value;
-                if v.r#match.is_subset_of(&m)
-                    && v.cookie_matches(f.cookie, f.cookie_mask)
-                    && (f.out_port == port::ANY || v.outputs_to(f.out_port))
-                    && (f.out_group == group::ANY || v.uses_group(f.out_group))
-                {
-                    out.push((table_id, v));
+                if selects(f, &m, e.value) {
+                    out.push((table_id, e.value));
                 }
             }
         }
@@ -609,19 +646,35 @@ impl FlowTables {
         after: Option<DumpPosition>,
         max: usize,
     ) -> Vec<(u8, &FlowEntry)> {
-        let mut v = self.filtered(filter);
-        if let Some(a) = after {
-            v.retain(|&(t, e)| DumpPosition::of(t, e) > a);
-        }
         if max == 0 {
             return Vec::new();
         }
-        if v.len() > max {
-            v.select_nth_unstable_by_key(max - 1, |&(t, e)| DumpPosition::of(t, e));
-            v.truncate(max);
+        // One pass keeping the `max` first entries after `after` in a max-heap: an entry at
+        // or before the cursor, or after the heap's last one once it is full, costs one
+        // comparison (no copy), so a page is cheap even in a large table.
+        let m = normalized(&filter.r#match);
+        let first = after.map_or(0, |a| usize::from(a.table_id));
+        let mut heap = std::collections::BinaryHeap::with_capacity(max.min(1 << 16));
+        for t in self.table_ids(filter.table_id).filter(|&t| t >= first) {
+            let table_id = u8::try_from(t).unwrap_or(u8::MAX);
+            for e in self.tables[t].cls.iter() {
+                let item = InDump(table_id, e.value);
+                if after.is_some_and(|a| item.cmp_position(&a).is_le())
+                    || (heap.len() == max && heap.peek().is_some_and(|last| &item >= last))
+                    || !selects(filter, &m, e.value)
+                {
+                    continue;
+                }
+                heap.push(item);
+                if heap.len() > max {
+                    heap.pop();
+                }
+            }
         }
-        v.sort_by_key(|&(t, e)| DumpPosition::of(t, e));
-        v
+        heap.into_sorted_vec()
+            .into_iter()
+            .map(|InDump(t, e)| (t, e))
+            .collect()
     }
 
     /// OFPMP_AGGREGATE over the entries passing `filter`.

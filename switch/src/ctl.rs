@@ -28,7 +28,7 @@ use crate::qos::QueueConfig;
 use shg_flows::action::{meter, port, OFPTT_ALL};
 use shg_flows::mods::{GroupMod, GroupModCommand, MeterMod, MeterModCommand};
 use shg_flows::rate::{format_rate, parse_rate};
-use shg_flows::table::FlowFilter;
+use shg_flows::table::{DumpPosition, FlowFilter};
 use shg_flows::text::flow::{format_flow_stats_line, FlowStatsLine};
 use shg_flows::text::group::format_group;
 use shg_flows::text::meter::format_meter;
@@ -120,6 +120,17 @@ fn no_args(cmd: &str, args: &str) -> Result<(), String> {
 }
 
 fn dump_flows(of: &Ofproto, args: &str, now: u64) -> Result<String, String> {
+    let filter = dump_flows_filter(of, args)?;
+    let mut s = String::new();
+    let mut after = None;
+    while let Some(next) = dump_flows_page(of, &filter, after, now, &mut s) {
+        after = Some(next);
+    }
+    Ok(s)
+}
+
+/// The selection `dump-flows ARGS` asks for.
+fn dump_flows_filter(of: &Ofproto, args: &str) -> Result<FlowFilter, String> {
     let mut filter = FlowFilter::default();
     for a in args.split([',', ' ']).filter(|a| !a.is_empty()) {
         match a.split_once('=') {
@@ -144,8 +155,29 @@ fn dump_flows(of: &Ofproto, args: &str, now: u64) -> Result<String, String> {
             }
         }
     }
-    let mut s = String::new();
-    for (table_id, e) in of.tables.flow_stats(&filter) {
+    Ok(filter)
+}
+
+/// Flow lines per page of `dump-flows`: this, or a 1/[`DUMP_PAGES`] share of the flows when
+/// more (every page scans the whole table).
+const DUMP_PAGE: usize = 1000;
+const DUMP_PAGES: usize = 32;
+
+/// Appends the next page of `dump-flows` lines (the first when `after` is `None`) to `s`;
+/// returns where the dump is when more may follow.
+fn dump_flows_page(
+    of: &Ofproto,
+    filter: &FlowFilter,
+    after: Option<DumpPosition>,
+    now: u64,
+    s: &mut String,
+) -> Option<DumpPosition> {
+    let size = DUMP_PAGE.max(of.tables.len().div_ceil(DUMP_PAGES));
+    let page = of.tables.flow_stats_page(filter, after, size);
+    let full = page.len() == size;
+    let mut last = None;
+    for (table_id, e) in page {
+        last = Some(DumpPosition::of(table_id, e));
         s.push(' ');
         s.push_str(&format_flow_stats_line(&FlowStatsLine {
             cookie: e.cookie,
@@ -161,6 +193,28 @@ fn dump_flows(of: &Ofproto, args: &str, now: u64) -> Result<String, String> {
             instructions: &e.instructions,
         }));
         s.push('\n');
+    }
+    last.filter(|_| full)
+}
+
+/// `dump-flows` for the socket: page by page, the lock let go between pages (and handed to
+/// the datapath thread when it waits for it), so a large table does not hold frames up.
+fn dump_flows_paged(
+    of: &Mutex<Ofproto>,
+    dp: Option<&DatapathHandle>,
+    args: &str,
+    clock: Clock,
+) -> Result<String, String> {
+    let filter = dump_flows_filter(&lock(of), args)?;
+    let mut s = String::new();
+    let mut after = None;
+    loop {
+        let next = dump_flows_page(&lock(of), &filter, after, clock.now(), &mut s);
+        let Some(next) = next else { break };
+        after = Some(next);
+        if let Some(dp) = dp {
+            crate::agent::wait_for_handover(|| dp.waiting_for_lock());
+        }
     }
     Ok(s)
 }
@@ -662,7 +716,11 @@ async fn answer(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line"))??;
     let now = clock.now();
     let stats = dp.map(DatapathHandle::stats);
-    let result = execute_with(&mut lock(of), &line, now, stats.as_ref());
+    let result = match line.trim().split_once(char::is_whitespace) {
+        Some(("dump-flows", args)) => dump_flows_paged(of, dp, args.trim(), clock),
+        None if line.trim() == "dump-flows" => dump_flows_paged(of, dp, "", clock),
+        _ => execute_with(&mut lock(of), &line, now, stats.as_ref()),
+    };
     if result.is_ok() && is_change(&line) {
         if let Some(dp) = dp {
             dp.wake();
@@ -731,6 +789,57 @@ mod tests {
         assert!(execute(&mut of, "dump-flows table=1", 0)
             .unwrap()
             .contains("table=1"));
+    }
+
+    #[test]
+    fn dump_flows_pages_give_every_flow_once_in_order() {
+        let mut of = Ofproto::new(OfprotoConfig::default());
+        let n = 2 * DUMP_PAGE + 1;
+        for i in 0..n {
+            let fm = parse_flow(
+                &format!(
+                    "priority={},ip,nw_dst=198.18.{}.{},actions=output:2",
+                    i % 7,
+                    i / 256,
+                    i % 256
+                ),
+                FlowModCommand::Add,
+            )
+            .unwrap();
+            of.tables.apply_flow_mod(&fm, 0).unwrap();
+        }
+        let whole = execute(&mut of, "dump-flows", 0).unwrap();
+        let lines: Vec<&str> = whole.lines().collect();
+        assert_eq!(lines.len(), n);
+        let prios: Vec<u16> = lines
+            .iter()
+            .map(|l| {
+                let p = l.split("priority=").nth(1).unwrap();
+                p.split(',').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert!(prios.windows(2).all(|w| w[0] >= w[1]), "not by priority");
+        let mut uniq = lines.clone();
+        uniq.sort_unstable();
+        uniq.dedup();
+        assert_eq!(uniq.len(), n);
+        // The socket's paged dump (lock let go between pages) prints the same.
+        let of = Mutex::new(of);
+        let paged = dump_flows_paged(&of, None, "", Clock::process()).unwrap();
+        // (The durations differ: the socket reads the process clock.)
+        let no_duration = |t: &str| -> Vec<String> {
+            t.lines()
+                .map(|l| {
+                    let (head, rest) = l.split_once(" duration=").unwrap();
+                    format!("{head}{}", rest.split_once(',').unwrap().1)
+                })
+                .collect()
+        };
+        assert!(
+            no_duration(&paged) == no_duration(&whole),
+            "paged dump differs"
+        );
+        assert!(dump_flows_paged(&of, None, "table=x", Clock::process()).is_err());
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn relock<'g, 'm>(
 
 /// After letting the `Ofproto` lock go for the datapath thread: waits (yielding the CPU) until
 /// it has taken the lock, at most [`HANDOVER_WAIT`], so the agent does not take it back first.
-fn wait_for_handover(dp_waiting: impl Fn() -> bool) {
+pub(crate) fn wait_for_handover(dp_waiting: impl Fn() -> bool) {
     let until = std::time::Instant::now() + HANDOVER_WAIT;
     while dp_waiting() && std::time::Instant::now() < until {
         std::thread::yield_now();

@@ -13,6 +13,7 @@
 //! bind port 0 and stop cleanly.
 
 mod conn;
+pub(crate) use conn::wait_for_handover;
 pub mod tls;
 
 use crate::config::{Config, ControllerTarget, ListenTarget, Transport};

@@ -38,11 +38,10 @@ use shg_flows::wire::multipart::FlowStatsRequest;
 pub const MAX_REPLY_BODY: usize = u16::MAX as usize - HEADER_LEN - 8;
 /// Least flow entries per page of a flow dump (about 100 KB of reply).
 pub(crate) const FLOW_DUMP_PAGE: usize = 1000;
-/// Most pages a flow dump is cut into: every page scans the whole table for its entries, so
-/// pages of a large table are larger ([`FLOW_DUMP_PAGE`] or a `1/FLOW_DUMP_PAGES` share of
-/// the table, whichever is more). 100 000 flows: 8 pages of 12 500, ~25 ms each under the
-/// lock here, where the whole dump held it ~120 ms.
-pub(crate) const FLOW_DUMP_PAGES: usize = 8;
+/// Most pages a flow dump is cut into: every page scans the whole table for its entries (one
+/// comparison each), so pages of a large table are larger ([`FLOW_DUMP_PAGE`] or a
+/// `1/FLOW_DUMP_PAGES` share of the table, whichever is more).
+pub(crate) const FLOW_DUMP_PAGES: usize = 32;
 /// Most multipart requests one connection may have waiting for their last part.
 pub const MAX_PENDING_MULTIPART: usize = 64;
 /// `max_entries` advertised per table (the classifier has no fixed limit; as OVS).
