@@ -6,12 +6,14 @@
 //! shg-scenario bench flows [--n N] [--out DIR] [--switch PATH]
 //! shg-scenario bench qos [--quick] [--reps N] [--out DIR] [--configs LIST] [--phase-secs S]
 //!                        [--switch PATH]
+//! shg-scenario bench stall [--flows N] [--reps N] [--out DIR] [--switch PATH]
 //! shg-scenario run FILE|NAME [--out DIR] | check FILE|NAME | list   (shg_scenario::scenario)
 //! ```
 
 use shg_scenario::bench::datapath::{run_datapath, DatapathOpts};
 use shg_scenario::bench::flows::{run_flows, FlowsOpts};
 use shg_scenario::bench::qos::{run_qos, QosConfig, QosOpts};
+use shg_scenario::bench::stall::{flowmod_storm, run_stall, StallOpts};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +33,10 @@ Usage:
       Latency under load on a 20 Mbit/s uplink: Linux bridge + FIFO, Linux bridge + tc HTB
       priority class, shg-switch queues. B bulk TCP + C UDP flood; A media UDP + 50 Hz ping,
       then A greedy TCP. Medians of N repetitions (default 3; --quick: 1, 10 s phases).
+  shg-scenario bench stall [--flows N] [--reps N] [--out DIR] [--switch PATH]
+      Ping RTT (every 5 ms) through shg-switch while idle, while it takes N (default 100000)
+      pipelined FLOW_MODs, and during ovs-ofctl dump-flows of them; datapath thread under
+      the normal scheduler and realtime. N repetitions (default 2).
 
 All need root. Results (results.json, results.md) go to --out, default
 target/bench/<kind>-<UTC time>. shg-switch is taken from --switch, $SHG_SWITCH, or next
@@ -47,6 +53,9 @@ enum Cmd {
     Datapath(DatapathOpts),
     Flows(FlowsOpts),
     Qos(QosOpts),
+    Stall(StallOpts),
+    /// The FLOW_MOD client of `bench stall` (run by it inside the switch namespace).
+    Storm(String, usize),
     Help,
 }
 
@@ -130,6 +139,31 @@ fn parse(args: Vec<String>) -> Result<Cmd, String> {
             }
             Ok(Cmd::Qos(o))
         }
+        (Some("bench"), Some("stall")) => {
+            let mut o = StallOpts {
+                flows: 100_000,
+                reps: 2,
+                out: None,
+                switch: None,
+                command,
+            };
+            while let Some(f) = it.next() {
+                match f.as_str() {
+                    "--flows" => o.flows = value(&f, it.next())?,
+                    "--reps" => o.reps = value(&f, it.next())?,
+                    "--out" => o.out = Some(PathBuf::from(value::<String>(&f, it.next())?)),
+                    "--switch" => o.switch = Some(PathBuf::from(value::<String>(&f, it.next())?)),
+                    "-h" | "--help" => return Ok(Cmd::Help),
+                    _ => return Err(format!("{f}: unknown option")),
+                }
+            }
+            Ok(Cmd::Stall(o))
+        }
+        (Some("bench"), Some("flowmod-storm")) => {
+            let addr = value::<String>("flowmod-storm ADDR", it.next())?;
+            let n = value("flowmod-storm N", it.next())?;
+            Ok(Cmd::Storm(addr, n))
+        }
         _ => Err("unknown command".into()),
     }
 }
@@ -154,6 +188,19 @@ fn main() -> ExitCode {
         Cmd::Datapath(o) => run_datapath(&o).map(|(r, dir)| (r.markdown(), dir)),
         Cmd::Flows(o) => run_flows(&o).map(|(r, dir)| (r.markdown(), dir)),
         Cmd::Qos(o) => run_qos(&o).map(|(r, dir)| (r.markdown(), dir)),
+        Cmd::Stall(o) => run_stall(&o).map(|(r, dir)| (r.markdown(), dir)),
+        Cmd::Storm(addr, n) => {
+            return match flowmod_storm(&addr, n) {
+                Ok(secs) => {
+                    println!("{secs:.4}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("shg-scenario bench flowmod-storm: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     // Every guard has been dropped by now: namespaces and processes are gone.
     match result {

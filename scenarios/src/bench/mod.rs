@@ -1,7 +1,8 @@
 //! Benchmarks: `bench datapath` (Linux bridge vs Open vSwitch userspace vs shg-switch on one
 //! namespace topology), `bench flows` (flow-table scale: add-flows/dump-flows timing and
-//! memory, shg-switch vs OVS) and `bench qos` (latency under load on a shaped uplink: Linux
-//! bridge + tc FIFO / HTB vs shg-switch egress queues).
+//! memory, shg-switch vs OVS), `bench qos` (latency under load on a shaped uplink: Linux
+//! bridge + tc FIFO / HTB vs shg-switch egress queues) and `bench stall` (forwarding latency
+//! while the control plane installs and dumps many flows).
 //!
 //! Owns: its namespaces (per-run prefix), the processes it starts (stopped by PID through the
 //! [`Proc`] guards), an OVS instance with private directories, and its output directory. Must
@@ -11,6 +12,7 @@
 pub mod datapath;
 pub mod flows;
 pub mod qos;
+pub mod stall;
 pub mod wake;
 
 use crate::interrupt;
@@ -225,10 +227,24 @@ impl Shg {
         port: u16,
         dir: &Path,
     ) -> io::Result<Shg> {
+        Shg::start_with_args(env, ns, name, ports, port, dir, &[])
+    }
+
+    /// [`Shg::start`] with more command-line arguments.
+    pub fn start_with_args(
+        env: &Env,
+        ns: &Netns,
+        name: &str,
+        ports: &[String],
+        port: u16,
+        dir: &Path,
+        args: &[&str],
+    ) -> io::Result<Shg> {
         let mut cmd = Command::new(&env.switch_bin);
         for p in ports {
             cmd.arg("--port").arg(p);
         }
+        cmd.args(args);
         cmd.arg("--listen")
             .arg(format!("ptcp:{port}:127.0.0.1"))
             .arg("--fail-mode")
