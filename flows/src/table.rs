@@ -159,6 +159,11 @@ pub enum FlowModEffect {
     Deleted(Vec<Removed>),
 }
 
+/// Least entries per page of a paged flow dump ([`FlowTables::dump_page_len`]).
+pub const DUMP_PAGE_MIN: usize = 1000;
+/// Most pages a paged flow dump is cut into ([`FlowTables::dump_page_len`]).
+pub const DUMP_PAGES: usize = 32;
+
 /// Whether flow stats request `f` (its match normalized: `m`) selects `v`.
 fn selects(f: &FlowFilter, m: &Match, v: &FlowEntry) -> bool {
     v.r#match.is_subset_of(m)
@@ -632,9 +637,13 @@ impl FlowTables {
     /// OFPMP_FLOW: the entries passing `filter`, by table, then decreasing priority, then match
     /// (the order of [`DumpPosition`]).
     pub fn flow_stats(&self, filter: &FlowFilter) -> Vec<(u8, &FlowEntry)> {
-        let mut v = self.filtered(filter);
-        v.sort_by_key(|&(t, e)| DumpPosition::of(t, e));
-        v
+        self.flow_stats_page(filter, None, usize::MAX)
+    }
+
+    /// How many entries a page of a dump should hold: [`DUMP_PAGE_MIN`], or a
+    /// 1/[`DUMP_PAGES`] share of the entries when more (every page scans the whole table).
+    pub fn dump_page_len(&self) -> usize {
+        DUMP_PAGE_MIN.max(self.len().div_ceil(DUMP_PAGES))
     }
 
     /// One page of [`FlowTables::flow_stats`]: at most `max` entries, the first ones after
@@ -654,7 +663,8 @@ impl FlowTables {
         // comparison (no copy), so a page is cheap even in a large table.
         let m = normalized(&filter.r#match);
         let first = after.map_or(0, |a| usize::from(a.table_id));
-        let mut heap = std::collections::BinaryHeap::with_capacity(max.min(1 << 16));
+        let mut heap =
+            std::collections::BinaryHeap::with_capacity(max.min(self.len()).saturating_add(1));
         for t in self.table_ids(filter.table_id).filter(|&t| t >= first) {
             let table_id = u8::try_from(t).unwrap_or(u8::MAX);
             for e in self.tables[t].cls.iter() {

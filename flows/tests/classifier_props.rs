@@ -532,6 +532,8 @@ proptest! {
             }
         }
         let whole = positions(&t);
+        prop_assert_eq!(whole.len(), t.len());
+        prop_assert!(whole.windows(2).all(|w| w[0] < w[1]), "dump not in strict order");
         let mut paged = Vec::new();
         let mut after = None;
         loop {

@@ -158,11 +158,6 @@ fn dump_flows_filter(of: &Ofproto, args: &str) -> Result<FlowFilter, String> {
     Ok(filter)
 }
 
-/// Flow lines per page of `dump-flows`: this, or a 1/[`DUMP_PAGES`] share of the flows when
-/// more (every page scans the whole table).
-const DUMP_PAGE: usize = 1000;
-const DUMP_PAGES: usize = 32;
-
 /// Appends the next page of `dump-flows` lines (the first when `after` is `None`) to `s`;
 /// returns where the dump is when more may follow.
 fn dump_flows_page(
@@ -172,7 +167,7 @@ fn dump_flows_page(
     now: u64,
     s: &mut String,
 ) -> Option<DumpPosition> {
-    let size = DUMP_PAGE.max(of.tables.len().div_ceil(DUMP_PAGES));
+    let size = of.tables.dump_page_len();
     let page = of.tables.flow_stats_page(filter, after, size);
     let full = page.len() == size;
     let mut last = None;
@@ -794,7 +789,7 @@ mod tests {
     #[test]
     fn dump_flows_pages_give_every_flow_once_in_order() {
         let mut of = Ofproto::new(OfprotoConfig::default());
-        let n = 2 * DUMP_PAGE + 1;
+        let n = 2 * shg_flows::table::DUMP_PAGE_MIN + 1;
         for i in 0..n {
             let fm = parse_flow(
                 &format!(

@@ -5,8 +5,8 @@
 //! 16-byte multipart header) is cut between entries into several replies; all but the last
 //! carry OFPMPF_REPLY_MORE. Entries are never split.
 //!
-//! A flow dump (OFPMP_FLOW) is built a page of entries at a time ([`FLOW_DUMP_PAGES`]): the
-//! first page
+//! A flow dump (OFPMP_FLOW) is built a page of entries at a time
+//! (`FlowTables::dump_page_len`): the first page
 //! answers the request, and the connection keeps where the dump is (`ConnState::flow_dump`)
 //! until [`Ofproto::resume_flow_dump`] has sent the rest, so the caller can let the lock go
 //! between pages (the datapath forwards meanwhile). Entries present from the first page to
@@ -36,12 +36,6 @@ use shg_flows::wire::multipart::FlowStatsRequest;
 /// Largest multipart reply body in one message: 65535 minus the 8-byte header and the
 /// 8-byte multipart header.
 pub const MAX_REPLY_BODY: usize = u16::MAX as usize - HEADER_LEN - 8;
-/// Least flow entries per page of a flow dump (about 100 KB of reply).
-pub(crate) const FLOW_DUMP_PAGE: usize = 1000;
-/// Most pages a flow dump is cut into: every page scans the whole table for its entries (one
-/// comparison each), so pages of a large table are larger ([`FLOW_DUMP_PAGE`] or a
-/// `1/FLOW_DUMP_PAGES` share of the table, whichever is more).
-pub(crate) const FLOW_DUMP_PAGES: usize = 32;
 /// Most multipart requests one connection may have waiting for their last part.
 pub const MAX_PENDING_MULTIPART: usize = 64;
 /// `max_entries` advertised per table (the classifier has no fixed limit; as OVS).
@@ -380,7 +374,7 @@ impl Ofproto {
     ) -> Vec<Message> {
         let mut parts = FlowReplyParts::new(MAX_REPLY_BODY);
         let mut last = None;
-        let size = FLOW_DUMP_PAGE.max(self.tables.len().div_ceil(FLOW_DUMP_PAGES));
+        let size = self.tables.dump_page_len();
         let page = self.tables.flow_stats_page(&filter, after, size);
         let full = page.len() == size;
         for (table_id, e) in page {
