@@ -17,7 +17,9 @@
 //! wake-up (scheduler) cost of each batch and a wake-up's latency; once traffic stops the
 //! thread blocks within [`SPIN`], so idle CPU stays zero. On readiness, for each ready port it receives one
 //! batch (up to [`RX_BATCH`] frames: ports take turns, so one busy port cannot starve the
-//! others), locks the [`Ofproto`] once for the whole batch, runs
+//! others), locks the [`Ofproto`] once for the whole batch (while it waits for the lock a flag
+//! says so, and the agent hands the lock over between two messages or dump pages:
+//! [`DatapathHandle::waiting_for_lock`], docs/decisions.md D16), runs
 //! [`execute::process_packet`] on each frame in arrival order, unlocks, then sends the
 //! resulting frames grouped per output port with one `send_batch` per port (order within a
 //! port is the order of processing, so frames of one flow are never reordered), and forwards
