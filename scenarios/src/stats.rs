@@ -47,6 +47,25 @@ pub fn fmt_ratio(v: Option<f64>) -> String {
     }
 }
 
+/// `p`-th percentile (nearest rank) of the finite values; `None` when there is none.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    #[allow(clippy::cast_precision_loss, reason = "sample counts are small")]
+    let n = v.len() as f64;
+    let rank = (p / 100.0 * n).ceil().max(1.0);
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "rank is in 1..=n"
+    )]
+    let idx = (rank as usize).min(v.len()) - 1;
+    v.get(idx).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +92,16 @@ mod tests {
         assert_eq!(fmt_ratio(ratio(Some(1.0), Some(4.0))), "0.25×");
         assert_eq!(fmt_opt(None, 2), "-");
         assert_eq!(fmt_opt(Some(1.234), 1), "1.2");
+    }
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 100.0), Some(100.0));
+        assert_eq!(percentile(&[3.0], 99.0), Some(3.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[f64::NAN, 2.0, 1.0], 50.0), Some(1.0));
     }
 }

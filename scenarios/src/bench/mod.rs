@@ -240,35 +240,12 @@ impl Shg {
         dir: &Path,
         args: &[&str],
     ) -> io::Result<Shg> {
-        let mut cmd = Command::new(&env.switch_bin);
+        let mut first: Vec<String> = Vec::new();
         for p in ports {
-            cmd.arg("--port").arg(p);
+            first.extend(["--port".to_string(), p.clone()]);
         }
-        cmd.args(args);
-        cmd.arg("--listen")
-            .arg(format!("ptcp:{port}:127.0.0.1"))
-            .arg("--fail-mode")
-            .arg("secure")
-            .arg("--ctl")
-            .arg(dir.join(format!("{name}.ctl")))
-            .arg("--log")
-            .arg("warn");
-        cmd.env("NO_COLOR", "1");
-        let mut proc = Proc::spawn_in(ns, &cmd, &dir.join(format!("{name}.log")))?;
-        let up = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            ns.tcp_listening(port) || interrupt::interrupted()
-        });
-        interrupt::check()?;
-        if !up || proc.exited().is_some() {
-            return Err(io::Error::other(format!(
-                "shg-switch did not start: {}",
-                proc.describe()
-            )));
-        }
-        Ok(Shg {
-            proc,
-            target: format!("tcp:127.0.0.1:{port}"),
-        })
+        first.extend(args.iter().map(|a| (*a).to_string()));
+        Shg::launch(env, ns, name, &first, port, dir, "shg-switch")
     }
 
     /// Starts shg-switch in `ns` from the TOML file `config` (ports, their QoS), with the
@@ -282,9 +259,28 @@ impl Shg {
         port: u16,
         dir: &Path,
     ) -> io::Result<Shg> {
+        let first = [
+            "--config".to_string(),
+            config.to_string_lossy().into_owned(),
+        ];
+        let what = format!("shg-switch --config {}", config.display());
+        Shg::launch(env, ns, name, &first, port, dir, &what)
+    }
+
+    /// Runs shg-switch in `ns` with `first` then the listener on 127.0.0.1:`port`, fail mode
+    /// secure, control socket `DIR/NAME.ctl` and log level warn; waits until it listens.
+    /// `what` names it in the error.
+    fn launch(
+        env: &Env,
+        ns: &Netns,
+        name: &str,
+        first: &[String],
+        port: u16,
+        dir: &Path,
+        what: &str,
+    ) -> io::Result<Shg> {
         let mut cmd = Command::new(&env.switch_bin);
-        cmd.arg("--config")
-            .arg(config)
+        cmd.args(first)
             .arg("--listen")
             .arg(format!("ptcp:{port}:127.0.0.1"))
             .arg("--fail-mode")
@@ -301,8 +297,7 @@ impl Shg {
         interrupt::check()?;
         if !up || proc.exited().is_some() {
             return Err(io::Error::other(format!(
-                "shg-switch --config {} did not start: {}",
-                config.display(),
+                "{what} did not start: {}",
                 proc.describe()
             )));
         }

@@ -40,7 +40,7 @@ use crate::interrupt;
 use crate::netns::{prefix, run, wait_until, Netns, Proc, Veth};
 use crate::parse::{parse_iperf_tcp, parse_iperf_udp, parse_ping, PingResult};
 use crate::procfs;
-use crate::stats::{fmt_opt, median_of};
+use crate::stats::{fmt_opt, median_of, percentile};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::{self, BufRead as _, Read as _, Write as _};
@@ -249,25 +249,6 @@ pub fn shg_flows() -> Vec<String> {
         ));
     }
     v
-}
-
-/// `p`-th percentile (nearest rank) of the finite values; `None` when there is none.
-pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    #[allow(clippy::cast_precision_loss, reason = "sample counts are small")]
-    let n = v.len() as f64;
-    let rank = (p / 100.0 * n).ceil().max(1.0);
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "rank is in 1..=n"
-    )]
-    let idx = (rank as usize).min(v.len()) - 1;
-    v.get(idx).copied()
 }
 
 /// One line of `dump-queues`: its `key=value` fields in order.
@@ -1613,17 +1594,6 @@ pub fn run_qos(opts: &QosOpts) -> io::Result<(Report, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentile_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50.0));
-        assert_eq!(percentile(&v, 99.0), Some(99.0));
-        assert_eq!(percentile(&v, 100.0), Some(100.0));
-        assert_eq!(percentile(&[3.0], 99.0), Some(3.0));
-        assert_eq!(percentile(&[], 50.0), None);
-        assert_eq!(percentile(&[f64::NAN, 2.0, 1.0], 50.0), Some(1.0));
-    }
 
     #[test]
     fn dump_queues_is_parsed_tolerantly() {

@@ -14,6 +14,7 @@ use super::{machine_note, now_utc, ofctl, Env, Shg};
 use crate::interrupt;
 use crate::netns::{prefix, Netns, Proc, Veth};
 use crate::parse::parse_ping;
+use crate::stats::{fmt_opt as fmt, percentile};
 use serde_json::{json, Value};
 use shg_flows::mods::FlowModCommand;
 use shg_flows::text::flow::parse_flow;
@@ -96,19 +97,7 @@ pub struct StallSample {
 impl StallSample {
     /// The `q` quantile of the RTTs (nearest rank), ms.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let mut v = self.rtts_ms.clone();
-        v.sort_by(f64::total_cmp);
-        if v.is_empty() {
-            return None;
-        }
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss,
-            reason = "a rank within the vector"
-        )]
-        let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-        v.get(i).copied()
+        percentile(&self.rtts_ms, q * 100.0)
     }
 }
 
@@ -120,10 +109,6 @@ pub struct StallReport {
     pub machine: String,
     pub flows: usize,
     pub samples: Vec<StallSample>,
-}
-
-fn fmt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
 }
 
 impl StallReport {

@@ -123,7 +123,7 @@ pub struct GradeRow {
 
 fn pct(v: &mut [f64], p: f64) -> Option<f64> {
     v.sort_by(f64::total_cmp);
-    crate::bench::qos::percentile(v, p)
+    crate::stats::percentile(v, p)
 }
 
 impl RunData {
