@@ -57,6 +57,22 @@ pub struct RuleId {
     gen: u32,
 }
 
+/// Where a rule ranks among the rules of its classifier: by decreasing priority, then by
+/// insertion (older first), the order in which rules win ties. Unique per rule and never
+/// reused, so a position survives insertions and removals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rank {
+    priority: std::cmp::Reverse<u16>,
+    seq: u64,
+}
+
+impl Rank {
+    /// The rule's priority.
+    pub fn priority(&self) -> u16 {
+        self.priority.0
+    }
+}
+
 /// One rule as seen by [`Classifier::iter`].
 #[derive(Debug)]
 pub struct Entry<'a, T> {
@@ -184,6 +200,15 @@ struct Rule<T> {
     value: T,
 }
 
+impl<T> Rule<T> {
+    fn rank(&self) -> Rank {
+        Rank {
+            priority: std::cmp::Reverse(self.priority),
+            seq: self.seq,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Slot<T> {
     gen: u32,
@@ -297,6 +322,8 @@ pub struct Classifier<T> {
     by_mask: KeyMap<u32>,
     /// Live subtable indices by decreasing `max_priority`.
     order: Vec<u32>,
+    /// Every rule's slot by [`Rank`], for walks in rank order from any position.
+    by_rank: BTreeMap<Rank, u32>,
     next_seq: u64,
     len: usize,
 }
@@ -311,6 +338,7 @@ impl<T> Default for Classifier<T> {
             n_subtables: 0,
             by_mask: KeyMap::default(),
             order: Vec::new(),
+            by_rank: BTreeMap::new(),
             next_seq: 0,
             len: 0,
         }
@@ -373,11 +401,14 @@ impl<T> Classifier<T> {
     }
 
     /// The sort key of a rule inside a bucket: higher priority first, then older first.
-    fn rank(&self, index: u32) -> (std::cmp::Reverse<u16>, u64) {
-        self.rule(index)
-            .map_or((std::cmp::Reverse(0), u64::MAX), |r| {
-                (std::cmp::Reverse(r.priority), r.seq)
-            })
+    fn rank(&self, index: u32) -> Rank {
+        self.rule(index).map_or(
+            Rank {
+                priority: std::cmp::Reverse(0),
+                seq: u64::MAX,
+            },
+            Rule::rank,
+        )
     }
 
     fn resort(&mut self) {
@@ -467,7 +498,11 @@ impl<T> Classifier<T> {
         let gen = self.slots.get(ix(index)).map_or(0, |s| s.gen);
 
         // Position in the chain: after every rule that ranks before the new one.
-        let new_rank = (std::cmp::Reverse(priority), seq);
+        let new_rank = Rank {
+            priority: std::cmp::Reverse(priority),
+            seq,
+        };
+        self.by_rank.insert(new_rank, index);
         let (mut prev, mut cur) = (NIL, head);
         while cur != NIL && self.rank(cur) < new_rank {
             prev = cur;
@@ -552,6 +587,7 @@ impl<T> Classifier<T> {
         let slot = self.slots.get_mut(ix(id.index))?;
         let rule = slot.rule.take()?;
         slot.gen = slot.gen.wrapping_add(1);
+        self.by_rank.remove(&rule.rank());
         self.free.push(id.index);
         self.len -= 1;
         Some(rule.value)
@@ -661,6 +697,27 @@ impl<T> Classifier<T> {
                 value: &r.value,
             })
         })
+    }
+
+    /// The rules ranked after `after` (from the first when `None`), in [`Rank`] order.
+    pub fn ranked_after(&self, after: Option<Rank>) -> impl Iterator<Item = (Rank, Entry<'_, T>)> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.by_rank
+            .range((from, Bound::Unbounded))
+            .filter_map(|(&rank, &index)| {
+                let s = self.slots.get(ix(index))?;
+                let r = s.rule.as_ref()?;
+                Some((
+                    rank,
+                    Entry {
+                        id: RuleId { index, gen: s.gen },
+                        r#match: self.sub(r.sub)?.match_ref(r.vi),
+                        priority: r.priority,
+                        value: &r.value,
+                    },
+                ))
+            })
     }
 
     /// Every rule with a mutable value: `(id, match, priority, value)`.

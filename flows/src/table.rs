@@ -27,7 +27,7 @@
 
 use crate::action::{group, meter, port, Action, Instruction, OFPTT_ALL};
 use crate::cache::{CacheStats, Cached, MegaflowCache};
-use crate::classifier::{Classifier, RuleId};
+use crate::classifier::{Classifier, Rank, RuleId};
 use crate::error::{Error, FlowModFailedCode, Result};
 use crate::field::{Field, FlowKey, KEY_LEN, OFPVID_PRESENT};
 use crate::macros::wire_enum;
@@ -159,10 +159,10 @@ pub enum FlowModEffect {
     Deleted(Vec<Removed>),
 }
 
-/// Least entries per page of a paged flow dump ([`FlowTables::dump_page_len`]).
-pub const DUMP_PAGE_MIN: usize = 1000;
-/// Most pages a paged flow dump is cut into ([`FlowTables::dump_page_len`]).
-pub const DUMP_PAGES: usize = 32;
+/// Entries per page of a paged flow dump ([`FlowTables::flow_stats_page`]).
+pub const DUMP_PAGE_LEN: usize = 1000;
+/// Entries a page of a flow dump may look at, per entry it may hold.
+pub const DUMP_SCAN_PER_ENTRY: usize = 4;
 
 /// Whether flow stats request `f` (its match normalized: `m`) selects `v`.
 fn selects(f: &FlowFilter, m: &Match, v: &FlowEntry) -> bool {
@@ -172,79 +172,22 @@ fn selects(f: &FlowFilter, m: &Match, v: &FlowEntry) -> bool {
         && (f.out_group == group::ANY || v.uses_group(f.out_group))
 }
 
-/// An entry of table `.0`, ordered by its [`DumpPosition`] without copying its match.
-struct InDump<'a>(u8, &'a FlowEntry);
-
-impl InDump<'_> {
-    fn key(&self) -> (u8, std::cmp::Reverse<u16>, &Match) {
-        (self.0, std::cmp::Reverse(self.1.priority), &self.1.r#match)
-    }
-
-    fn cmp_position(&self, p: &DumpPosition) -> std::cmp::Ordering {
-        self.key()
-            .cmp(&(p.table_id, std::cmp::Reverse(p.priority), &p.r#match))
-    }
-}
-
-impl PartialEq for InDump<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for InDump<'_> {}
-
-impl PartialOrd for InDump<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for InDump<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
-    }
-}
-
-/// Where a flow dump is, in dump order: table, then decreasing priority, then match. Unique
-/// per entry (one table holds one entry per match and priority).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a flow dump is, in dump order: by table, then within a table in [`Rank`] order
+/// (decreasing priority, then older first: the order in which entries win). Unique per entry
+/// and never reused, so a dump can resume from it after entries were added or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DumpPosition {
     pub table_id: u8,
-    pub priority: u16,
-    pub r#match: Match,
+    pub rank: Rank,
 }
 
-impl DumpPosition {
-    /// The position of `entry`, in table `table_id`.
-    pub fn of(table_id: u8, entry: &FlowEntry) -> DumpPosition {
-        DumpPosition {
-            table_id,
-            priority: entry.priority,
-            r#match: entry.r#match,
-        }
-    }
-}
-
-impl Ord for DumpPosition {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (
-            self.table_id,
-            std::cmp::Reverse(self.priority),
-            &self.r#match,
-        )
-            .cmp(&(
-                other.table_id,
-                std::cmp::Reverse(other.priority),
-                &other.r#match,
-            ))
-    }
-}
-
-impl PartialOrd for DumpPosition {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
+/// One page of a flow dump ([`FlowTables::flow_stats_page`]).
+#[derive(Debug)]
+pub struct DumpPage<'a> {
+    /// The selected entries of the page, in dump order, with their positions.
+    pub entries: Vec<(DumpPosition, &'a FlowEntry)>,
+    /// Where the next page starts; `None` when the dump is complete.
+    pub next: Option<DumpPosition>,
 }
 
 /// The OF1.3 flow-stats / aggregate-stats request filters.
@@ -638,53 +581,53 @@ impl FlowTables {
     /// (the order of [`DumpPosition`]).
     pub fn flow_stats(&self, filter: &FlowFilter) -> Vec<(u8, &FlowEntry)> {
         self.flow_stats_page(filter, None, usize::MAX)
-    }
-
-    /// How many entries a page of a dump should hold: [`DUMP_PAGE_MIN`], or a
-    /// 1/[`DUMP_PAGES`] share of the entries when more (every page scans the whole table).
-    pub fn dump_page_len(&self) -> usize {
-        DUMP_PAGE_MIN.max(self.len().div_ceil(DUMP_PAGES))
+            .entries
+            .into_iter()
+            .map(|(p, e)| (p.table_id, e))
+            .collect()
     }
 
     /// One page of [`FlowTables::flow_stats`]: at most `max` entries, the first ones after
-    /// `after` (from the start when `None`). A dump read page by page, with the tables
-    /// changing in between, returns every entry present throughout exactly once, in order.
+    /// `after` (from the start when `None`), found by looking at no more than
+    /// [`DUMP_SCAN_PER_ENTRY`] × `max` entries (a filter that selects few entries gets short or
+    /// empty pages, and every page costs O(`max`) whatever the table's size). A dump read page
+    /// by page, with the tables changing in between, returns every entry present throughout
+    /// exactly once, in order.
     pub fn flow_stats_page(
         &self,
         filter: &FlowFilter,
         after: Option<DumpPosition>,
         max: usize,
-    ) -> Vec<(u8, &FlowEntry)> {
-        if max == 0 {
-            return Vec::new();
-        }
-        // One pass keeping the `max` first entries after `after` in a max-heap: an entry at
-        // or before the cursor, or after the heap's last one once it is full, costs one
-        // comparison (no copy), so a page is cheap even in a large table.
+    ) -> DumpPage<'_> {
         let m = normalized(&filter.r#match);
+        let max = max.max(1);
+        let mut budget = max.saturating_mul(DUMP_SCAN_PER_ENTRY);
+        let mut entries = Vec::with_capacity(max.min(self.len()));
+        let mut looked_at = None;
         let first = after.map_or(0, |a| usize::from(a.table_id));
-        let mut heap =
-            std::collections::BinaryHeap::with_capacity(max.min(self.len()).saturating_add(1));
         for t in self.table_ids(filter.table_id).filter(|&t| t >= first) {
             let table_id = u8::try_from(t).unwrap_or(u8::MAX);
-            for e in self.tables[t].cls.iter() {
-                let item = InDump(table_id, e.value);
-                if after.is_some_and(|a| item.cmp_position(&a).is_le())
-                    || (heap.len() == max && heap.peek().is_some_and(|last| &item >= last))
-                    || !selects(filter, &m, e.value)
-                {
-                    continue;
+            let from = after.filter(|a| a.table_id == table_id).map(|a| a.rank);
+            for (rank, e) in self.tables[t].cls.ranked_after(from) {
+                if entries.len() == max || budget == 0 {
+                    // More may follow: the next page starts after the last entry looked at.
+                    return DumpPage {
+                        entries,
+                        next: looked_at,
+                    };
                 }
-                heap.push(item);
-                if heap.len() > max {
-                    heap.pop();
+                budget -= 1;
+                let pos = DumpPosition { table_id, rank };
+                looked_at = Some(pos);
+                if selects(filter, &m, e.value) {
+                    entries.push((pos, e.value));
                 }
             }
         }
-        heap.into_sorted_vec()
-            .into_iter()
-            .map(|InDump(t, e)| (t, e))
-            .collect()
+        DumpPage {
+            entries,
+            next: None,
+        }
     }
 
     /// OFPMP_AGGREGATE over the entries passing `filter`.

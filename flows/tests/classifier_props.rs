@@ -521,7 +521,7 @@ proptest! {
         use std::collections::BTreeSet;
         let all = FlowFilter::default();
         let positions = |t: &FlowTables| -> Vec<DumpPosition> {
-            t.flow_stats(&all).iter().map(|(tid, e)| DumpPosition::of(*tid, e)).collect()
+            t.flow_stats_page(&all, None, usize::MAX).entries.iter().map(|(p, _)| *p).collect()
         };
         let mut t = FlowTables::new(2);
         let mut added = Vec::new();
@@ -534,18 +534,40 @@ proptest! {
         let whole = positions(&t);
         prop_assert_eq!(whole.len(), t.len());
         prop_assert!(whole.windows(2).all(|w| w[0] < w[1]), "dump not in strict order");
+        // Dump order is precedence order: by table, then the entry that would win first.
+        let listed = t.flow_stats(&all);
+        prop_assert!(listed.windows(2).all(|w| (w[0].0, std::cmp::Reverse(w[0].1.priority))
+            <= (w[1].0, std::cmp::Reverse(w[1].1.priority))), "not by table and priority");
         let mut paged = Vec::new();
         let mut after = None;
         loop {
             let pg = t.flow_stats_page(&all, after, page);
-            prop_assert!(pg.len() <= page);
-            paged.extend(pg.iter().map(|(tid, e)| DumpPosition::of(*tid, e)));
-            after = paged.last().copied();
-            if pg.len() < page {
-                break;
+            prop_assert!(pg.entries.len() <= page);
+            paged.extend(pg.entries.iter().map(|(p, _)| *p));
+            match pg.next {
+                Some(n) => after = Some(n),
+                None => break,
             }
         }
         prop_assert_eq!(&paged, &whole);
+
+        // A filter selecting few entries: pages look at a bounded number of entries, may be
+        // short or empty, and together list exactly what the filter selects.
+        let odd = FlowFilter { out_port: 2, ..FlowFilter::default() };
+        let selected: Vec<DumpPosition> =
+            t.flow_stats_page(&odd, None, usize::MAX).entries.iter().map(|(p, _)| *p).collect();
+        let scan = page * shg_flows::table::DUMP_SCAN_PER_ENTRY;
+        let (mut filtered, mut after) = (Vec::new(), None);
+        loop {
+            let pg = t.flow_stats_page(&odd, after, page);
+            filtered.extend(pg.entries.iter().map(|(p, _)| *p));
+            let Some(n) = pg.next else { break };
+            // The page looked at the entries after `after` up to `n`, no more than `scan`.
+            let looked = whole.iter().filter(|&&p| Some(p) > after && p <= n).count();
+            prop_assert!((1..=scan).contains(&looked), "a page looked at {} entries", looked);
+            after = Some(n);
+        }
+        prop_assert_eq!(&filtered, &selected);
 
         // Again, with one step of changes after every page.
         let mut throughout: BTreeSet<DumpPosition> = whole.iter().copied().collect();
@@ -554,10 +576,10 @@ proptest! {
         let mut steps = during.iter();
         loop {
             let pg = t.flow_stats_page(&all, after, page);
-            seen.extend(pg.iter().map(|(tid, e)| DumpPosition::of(*tid, e)));
-            after = seen.last().copied();
-            if pg.len() < page {
-                break;
+            seen.extend(pg.entries.iter().map(|(p, _)| *p));
+            match pg.next {
+                Some(n) => after = Some(n),
+                None => break,
             }
             match steps.next() {
                 Some(Step::Flow(s, p, t1)) => {

@@ -28,7 +28,7 @@ use crate::qos::QueueConfig;
 use shg_flows::action::{meter, port, OFPTT_ALL};
 use shg_flows::mods::{GroupMod, GroupModCommand, MeterMod, MeterModCommand};
 use shg_flows::rate::{format_rate, parse_rate};
-use shg_flows::table::{DumpPosition, FlowFilter};
+use shg_flows::table::{DumpPosition, FlowFilter, DUMP_PAGE_LEN};
 use shg_flows::text::flow::{format_flow_stats_line, FlowStatsLine};
 use shg_flows::text::group::format_group;
 use shg_flows::text::meter::format_meter;
@@ -167,12 +167,9 @@ fn dump_flows_page(
     now: u64,
     s: &mut String,
 ) -> Option<DumpPosition> {
-    let size = of.tables.dump_page_len();
-    let page = of.tables.flow_stats_page(filter, after, size);
-    let full = page.len() == size;
-    let mut last = None;
-    for (table_id, e) in page {
-        last = Some(DumpPosition::of(table_id, e));
+    let page = of.tables.flow_stats_page(filter, after, DUMP_PAGE_LEN);
+    for (pos, e) in page.entries {
+        let table_id = pos.table_id;
         s.push(' ');
         s.push_str(&format_flow_stats_line(&FlowStatsLine {
             cookie: e.cookie,
@@ -189,7 +186,7 @@ fn dump_flows_page(
         }));
         s.push('\n');
     }
-    last.filter(|_| full)
+    page.next
 }
 
 /// `dump-flows` for the socket: page by page, the lock let go between pages (and handed to
@@ -789,7 +786,7 @@ mod tests {
     #[test]
     fn dump_flows_pages_give_every_flow_once_in_order() {
         let mut of = Ofproto::new(OfprotoConfig::default());
-        let n = 2 * shg_flows::table::DUMP_PAGE_MIN + 1;
+        let n = 2 * DUMP_PAGE_LEN + 1;
         for i in 0..n {
             let fm = parse_flow(
                 &format!(

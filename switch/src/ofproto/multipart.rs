@@ -5,9 +5,8 @@
 //! 16-byte multipart header) is cut between entries into several replies; all but the last
 //! carry OFPMPF_REPLY_MORE. Entries are never split.
 //!
-//! A flow dump (OFPMP_FLOW) is built a page of entries at a time
-//! (`FlowTables::dump_page_len`): the first page
-//! answers the request, and the connection keeps where the dump is (`ConnState::flow_dump`)
+//! A flow dump (OFPMP_FLOW) is built a page of entries at a time (`DUMP_PAGE_LEN`, each page
+//! found in O(page) by `FlowTables::flow_stats_page`): the first page answers the request, and the connection keeps where the dump is (`ConnState::flow_dump`)
 //! until [`Ofproto::resume_flow_dump`] has sent the rest, so the caller can let the lock go
 //! between pages (the datapath forwards meanwhile). Entries present from the first page to
 //! the last are sent once each, in dump order; one added or removed meanwhile may or may not be.
@@ -30,7 +29,7 @@ use shg_flows::wire::table_features::{FeatureId, TableFeatureProp, TableFeatures
 
 use super::conn::{FlowDump, PendingMultipart};
 use super::{ConnId, Effect};
-use shg_flows::table::DumpPosition;
+use shg_flows::table::{DumpPosition, DUMP_PAGE_LEN};
 use shg_flows::wire::multipart::FlowStatsRequest;
 
 /// Largest multipart reply body in one message: 65535 minus the 8-byte header and the
@@ -373,18 +372,11 @@ impl Ofproto {
         now: u64,
     ) -> Vec<Message> {
         let mut parts = FlowReplyParts::new(MAX_REPLY_BODY);
-        let mut last = None;
-        let size = self.tables.dump_page_len();
-        let page = self.tables.flow_stats_page(&filter, after, size);
-        let full = page.len() == size;
-        for (table_id, e) in page {
-            last = Some(DumpPosition::of(table_id, e));
-            parts.push(e.to_stats(table_id, now));
+        let page = self.tables.flow_stats_page(&filter, after, DUMP_PAGE_LEN);
+        for (pos, e) in page.entries {
+            parts.push(e.to_stats(pos.table_id, now));
         }
-        let next = match last {
-            Some(after) if full => Some(FlowDump { xid, filter, after }),
-            _ => None,
-        };
+        let next = page.next.map(|after| FlowDump { xid, filter, after });
         let more = next.is_some();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.flow_dump = next;
