@@ -32,6 +32,9 @@
 //!   add other values, so a probe takes the first rule whose stored words equal the key's
 //!   masked words: the winner among the rules with that value.
 //! - `order` lists the subtables by decreasing maximum priority.
+//! - `by_rank` lists every rule by [`Rank`] (decreasing priority, then insertion sequence):
+//!   [`Classifier::ranked_after`] walks the rules in the order they win from any position,
+//!   which is what a paged flow dump needs (O(page), not a scan per page).
 //! - Tie-break (determinism): among matching rules of equal priority the one inserted first
 //!   wins. Replacing a rule's value in place through [`Classifier::get_mut`] keeps its place.
 //! - [`RuleId`]s carry a generation: an id of a removed rule never names a later rule.

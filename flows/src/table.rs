@@ -577,8 +577,8 @@ impl FlowTables {
         out
     }
 
-    /// OFPMP_FLOW: the entries passing `filter`, by table, then decreasing priority, then match
-    /// (the order of [`DumpPosition`]).
+    /// OFPMP_FLOW: the entries passing `filter`, by table, then in the order they win
+    /// (decreasing priority, then older first: the order of [`DumpPosition`]).
     pub fn flow_stats(&self, filter: &FlowFilter) -> Vec<(u8, &FlowEntry)> {
         self.flow_stats_page(filter, None, usize::MAX)
             .entries
