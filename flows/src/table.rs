@@ -563,18 +563,12 @@ impl FlowTables {
         self.remove_where(RemovedReason::Delete, |_, _, _, e| e.uses_meter(meter_id))
     }
 
-    fn filtered(&self, f: &FlowFilter) -> Vec<(u8, &FlowEntry)> {
+    /// The entries passing `f`, in no particular order (no copy, no allocation).
+    fn filtered<'a>(&'a self, f: &'a FlowFilter) -> impl Iterator<Item = &'a FlowEntry> + 'a {
         let m = normalized(&f.r#match);
-        let mut out = Vec::new();
-        for t in self.table_ids(f.table_id) {
-            let table_id = u8::try_from(t).unwrap_or(u8::MAX);
-            for e in self.tables[t].cls.iter() {
-                if selects(f, &m, e.value) {
-                    out.push((table_id, e.value));
-                }
-            }
-        }
-        out
+        self.table_ids(f.table_id)
+            .flat_map(move |t| self.tables[t].cls.iter().map(|e| e.value))
+            .filter(move |e| selects(f, &m, e))
     }
 
     /// OFPMP_FLOW: the entries passing `filter`, by table, then in the order they win
@@ -633,8 +627,7 @@ impl FlowTables {
     /// OFPMP_AGGREGATE over the entries passing `filter`.
     pub fn aggregate_stats(&self, filter: &FlowFilter) -> AggregateStats {
         self.filtered(filter)
-            .into_iter()
-            .fold(AggregateStats::default(), |mut a, (_, e)| {
+            .fold(AggregateStats::default(), |mut a, e| {
                 a.packet_count = a.packet_count.saturating_add(e.packet_count);
                 a.byte_count = a.byte_count.saturating_add(e.byte_count);
                 a.flow_count = a.flow_count.saturating_add(1);
