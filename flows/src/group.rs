@@ -64,6 +64,7 @@ use crate::error::{BadActionCode, Error, GroupModFailedCode as G, Result};
 use crate::mods::{Bucket, GroupMod, GroupModCommand, GroupType};
 use crate::wire::multipart::{BucketCounter, GroupDesc, GroupFeatures, GroupStats};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// `ofp_group_capabilities`: select groups honour weights.
 pub const OFPGFC_SELECT_WEIGHT: u32 = 1 << 0;
@@ -159,7 +160,8 @@ fn count(c: &mut BucketCounter, bytes: u64) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupEntry {
     group_type: GroupType,
-    buckets: Vec<Bucket>,
+    /// Shared, so the datapath can run the buckets while it updates the group's counters.
+    buckets: Arc<[Bucket]>,
     created: u64,
     flow_refs: u32,
     counters: BucketCounter,
@@ -174,6 +176,10 @@ impl GroupEntry {
     /// The buckets, in the order they were given.
     pub fn buckets(&self) -> &[Bucket] {
         &self.buckets
+    }
+    /// The buckets, shared (a reference count, no copy).
+    pub fn shared_buckets(&self) -> Arc<[Bucket]> {
+        Arc::clone(&self.buckets)
     }
     /// Flows whose actions use this group.
     pub fn flow_refs(&self) -> u32 {
@@ -343,7 +349,7 @@ impl GroupTable {
         match self.groups.get_mut(&id) {
             Some(g) => {
                 g.group_type = gm.group_type;
-                g.buckets = gm.buckets.clone();
+                g.buckets = gm.buckets.as_slice().into();
                 g.bucket_counters = bucket_counters;
             }
             None => {
@@ -351,7 +357,7 @@ impl GroupTable {
                     id,
                     GroupEntry {
                         group_type: gm.group_type,
-                        buckets: gm.buckets.clone(),
+                        buckets: gm.buckets.as_slice().into(),
                         created: now,
                         flow_refs: 0,
                         counters: BucketCounter::default(),
@@ -674,7 +680,7 @@ impl GroupTable {
             .map(|(&group_id, g)| GroupDesc {
                 group_id,
                 group_type: g.group_type,
-                buckets: g.buckets.clone(),
+                buckets: g.buckets.to_vec(),
             })
             .collect()
     }

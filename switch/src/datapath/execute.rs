@@ -37,6 +37,7 @@ use shg_flows::text;
 use shg_flows::wire::port::config as portcfg;
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 /// PACKET_IN reason (`ofp_packet_in_reason`): the table-miss flow sent it.
@@ -65,7 +66,9 @@ const MAX_DEPTH: u32 = 16;
 /// Cost per frame: the key is extracted once (and reused by the lookup, NORMAL and select
 /// groups while the bytes are unchanged); the frame's buffer itself goes to the last port
 /// output made from it, so a frame output once is never copied (other outputs are copies in
-/// pooled buffers); a frame that goes nowhere gives its buffer back to the pool.
+/// pooled buffers); a frame that goes nowhere gives its buffer back to the pool. In steady
+/// state nothing is allocated per frame (switch/tests/no_alloc.rs counts it: cache hits,
+/// NORMAL, rewrites, meters, queues, select groups, flood, VLAN push/pop).
 pub fn process_packet(
     of: &mut Ofproto,
     in_port: u32,
@@ -114,8 +117,6 @@ pub(crate) struct Env<'a> {
     pub(crate) shaped: &'a BTreeMap<u32, PortScheduler>,
     pub(crate) mac_table: &'a mut normal::MacTable,
     pub(crate) miss_send_len: u16,
-    /// Ports live for fast-failover and select groups (snapshot taken before execution).
-    pub(crate) live_ports: Vec<u32>,
     /// Fail-mode standalone behaviour right now (see `FailOpen`).
     pub(crate) fail_open: FailOpen,
     pub(crate) now: u64,
@@ -182,7 +183,7 @@ impl Clone for Frame {
     /// A copy is never armed (see [`Deferral`]).
     fn clone(&self) -> Frame {
         Frame {
-            pkt: self.pkt.clone(),
+            pkt: self.pkt.clone_pooled(),
             lay: self.lay,
             metadata: self.metadata,
             tunnel_id: self.tunnel_id,
@@ -241,15 +242,6 @@ impl Frame {
 impl<'a> Env<'a> {
     fn of(of: &'a mut Ofproto, now: u64, out: &'a mut Vec<Output>) -> Env<'a> {
         let fail_open = of.fail_open();
-        let live_ports = if of.groups.is_empty() {
-            Vec::new()
-        } else {
-            of.ports
-                .keys()
-                .copied()
-                .filter(|p| of.port_live(*p))
-                .collect()
-        };
         let Ofproto {
             tables,
             groups,
@@ -268,7 +260,6 @@ impl<'a> Env<'a> {
             shaped: qos,
             mac_table,
             miss_send_len: *miss_send_len,
-            live_ports,
             fail_open,
             now,
             out,
@@ -576,18 +567,17 @@ impl<'a> Env<'a> {
             return;
         }
         let hash = flow_hash(&fr.key(ctx.in_port));
-        let live = &self.live_ports;
-        let sel = self.groups.select_bucket(id, hash, &|p| live.contains(&p));
+        let ports = &*self.ports;
+        let sel = self
+            .groups
+            .select_bucket(id, hash, &|p| ports.get(&p).is_some_and(PortState::live));
         let Some(sel) = sel else {
             self.note(d, || format!("group:{id}: no such group, dropped"));
             return;
         };
         let Some(g) = self.groups.get(id) else { return };
         let gtype = g.group_type();
-        let buckets: Vec<(usize, Vec<Action>)> = sel
-            .indices()
-            .filter_map(|i| g.buckets().get(i).map(|b| (i, b.actions.clone())))
-            .collect();
+        let buckets = g.shared_buckets();
         if self.tracing() {
             let t = match gtype {
                 GroupType::All => "all",
@@ -605,14 +595,18 @@ impl<'a> Env<'a> {
         }
         self.groups
             .record(id, sel, u64::try_from(fr.len()).unwrap_or(u64::MAX));
-        for (i, acts) in buckets {
+        for i in sel.indices() {
+            let Some(acts) = buckets.get(i).map(|b| &b.actions) else {
+                continue;
+            };
             let mut copy = fr.clone();
-            self.note(d, || format!("bucket {i}: {}", text::format_actions(&acts)));
+            self.note(d, || format!("bucket {i}: {}", text::format_actions(acts)));
             let inner = Ctx {
                 depth: d + 1,
                 ..ctx
             };
-            self.actions(&mut copy, &acts, inner);
+            self.actions(&mut copy, acts, inner);
+            copy.pkt.recycle();
         }
     }
 
@@ -760,19 +754,24 @@ impl<'a> Env<'a> {
 
     /// Every usable port except `in_port`.
     fn flood(&mut self, fr: &Frame, in_port: u32, d: u32) {
-        let targets: Vec<u32> = self
-            .ports
-            .iter()
-            .filter(|(n, ps)| {
-                **n != in_port
-                    && ps.config & (portcfg::PORT_DOWN | portcfg::NO_FWD) == 0
-                    && ps.link_up
-            })
-            .map(|(n, _)| *n)
-            .collect();
-        for p in targets {
+        // Walks the port map from the last port sent to (sending counts on the port, so the
+        // map cannot stay borrowed), without collecting the targets.
+        let mut after = None;
+        loop {
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let next = self
+                .ports
+                .range((from, Bound::Unbounded))
+                .find(|(n, ps)| {
+                    **n != in_port
+                        && ps.config & (portcfg::PORT_DOWN | portcfg::NO_FWD) == 0
+                        && ps.link_up
+                })
+                .map(|(n, _)| *n);
+            let Some(p) = next else { break };
             self.note(d, || format!("  -> port {}", text::value::format_port(p)));
             self.send(fr, p, d + 1);
+            after = Some(p);
         }
     }
 

@@ -34,12 +34,6 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
     let mut meters = of.meters.clone();
     let mut ports = of.ports.clone();
     let mut mac_table = of.mac_table.clone();
-    let live_ports = of
-        .ports
-        .keys()
-        .copied()
-        .filter(|p| of.port_live(*p))
-        .collect();
     let fail_open = of.fail_open();
 
     let mut start = Frame::new(Packet::plain(frame));
@@ -61,7 +55,6 @@ pub fn trace(of: &Ofproto, flow: &str, now: u64) -> Result<String, shg_flows::Er
             shaped: &of.qos,
             mac_table: &mut mac_table,
             miss_send_len: of.miss_send_len,
-            live_ports,
             fail_open,
             now,
             out: &mut outs,
