@@ -1,7 +1,7 @@
 //! The OpenFlow agent: controller connections and listeners (TCP/TLS) on tokio, driving `Ofproto`.
 //!
 //! The agent owns every socket of the OpenFlow side and nothing else: bytes in → frames
-//! ([`conn`]) → `Ofproto::handle` under the mutex → [`Effect`]s, which it carries out (queue a
+//! (`conn`) → `Ofproto::handle` under the mutex → [`Effect`]s, which it carries out (queue a
 //! message on a connection, hand frames to the datapath, close). It decides nothing about
 //! OpenFlow itself. One timer task calls `Ofproto::tick` at `Ofproto::next_deadline` (echo
 //! keepalive, dead peers, flow expiry); one task turns datapath events into PACKET_IN and

@@ -15,7 +15,7 @@
 //! from another interface is ever queued on it.
 //!
 //! Memory: no copy and no allocation per frame. Each of the [`RX_BATCH`] receive slots holds a
-//! buffer from the thread's [`pool`](super::pool); recvmmsg scatters each message into the
+//! buffer from the thread's [`pool`]; recvmmsg scatters each message into the
 //! slot's 10-byte virtio-net header array and straight into that buffer, which then becomes
 //! the [`Packet`]'s `data` (the slot is refilled from the pool on the next call; the datapath
 //! gives buffers back to the pool after sending). A VLAN tag from PACKET_AUXDATA is put back in
