@@ -2,9 +2,9 @@
 //!
 //! Takes an already bound listener and a shutdown future (tests bind port 0 and stop
 //! cleanly). Each connection is its own task: a slow or flooding client holds only its own
-//! task, and beyond [`ApiConfig::max_connections`] connections are closed at accept. A body
+//! task, and beyond [`ApiConfig::max_connections`](super::ApiConfig::max_connections) connections are closed at accept. A body
 //! over the limit is answered 413 without being read. Background tasks sample the counters
-//! every [`ApiConfig::poll_interval`] and forward the control plane's events to the event
+//! every [`ApiConfig::poll_interval`](super::ApiConfig::poll_interval) and forward the control plane's events to the event
 //! streams. Also [`serve_plain_metrics`]: `/metrics` without TLS or credentials, only on a
 //! loopback address.
 

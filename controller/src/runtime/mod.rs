@@ -23,7 +23,7 @@
 //! is stored, then applied). A new connection from the switch replaces the current one (a
 //! restarted switch whose old connection has not died yet).
 //!
-//! API pushes arrive between those events, connected or not ([`push`]): a dry run is answered
+//! API pushes arrive between those events, connected or not (`push`): a dry run is answered
 //! with [`decide`]'s plan; a real one is stored, written back to the `--config` file
 //! ([`writeback`]: the file stays the source of truth, so a later SIGHUP re-reads what the API
 //! set), and applied at once when the switch is connected — on failure the stored record, the

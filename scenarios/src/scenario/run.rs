@@ -1,7 +1,7 @@
 //! Running a scenario: the topology, the gateway (controller first, then the switch), receivers, an idle RTT baseline, then the timeline (traffic starts, phase actions, probes, a progress line every second), then collection, teardown and the report.
 //!
 //! Every process is a [`Proc`] guard (stopped by its PID), every namespace and veth a guard of
-//! [`Topo`]; they live in [`Rig`], whose field order is the teardown order (traffic, receivers,
+//! [`Topo`]; they live in `Rig`, whose field order is the teardown order (traffic, receivers,
 //! controller, switch, network). Ctrl-C/SIGTERM/SIGHUP set the [`interrupt`] flag: every wait
 //! polls it and returns `Interrupted`, so the stack unwinds and the guards run; a panic unwinds
 //! the same way. The report is written after teardown. Exit status: [`RunOutcome::passed`].
