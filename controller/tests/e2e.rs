@@ -31,10 +31,13 @@
 
 #[path = "../../tests/common/netns.rs"]
 mod netns;
+#[path = "../../tests/common/ovs.rs"]
+mod ovs;
 
 use netns::{
     prefix, run, skip_unless_root, wait_for_file_text, wait_until, Netns, Proc, Scratch, Veth,
 };
+use ovs::Ovs;
 use shg_controller::runtime::queues::parse_dump_queues;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -220,178 +223,48 @@ impl Topo {
     }
 }
 
-/// Open vSwitch (ovsdb-server + ovs-vswitchd, netdev datapath) with private directories.
-#[derive(Debug)]
-struct Ovs {
-    vswitchd: Option<Proc>,
-    _ovsdb: Proc,
-    dir: PathBuf,
-    ns_name: String,
-}
-
-fn ovs_cmd(prog: &str, dir: &Path) -> Command {
-    let mut c = Command::new(prog);
-    c.env("OVS_RUNDIR", dir.join("run"))
-        .env("OVS_LOGDIR", dir.join("log"))
-        .env("OVS_DBDIR", dir.join("db"))
-        .env("OVS_SYSCONFDIR", dir.join("etc"))
-        .env("OVS_PKGDATADIR", "/usr/share/openvswitch");
-    c
-}
-
-impl Ovs {
-    fn start(ns: &Netns, base: &Path, p: &str) -> io::Result<Ovs> {
-        let dir = base.join("ovs");
-        for sub in ["run", "log", "db", "etc"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        let db = dir.join("db/conf.db");
-        run(
-            "ovsdb-tool",
-            &[
-                "create",
-                &db.to_string_lossy(),
-                "/usr/share/openvswitch/vswitch.ovsschema",
-            ],
-        )?;
-        let sock = dir.join("run/db.sock");
-        let mut c = ovs_cmd("ovsdb-server", &dir);
-        c.arg(&db)
-            .arg(format!("--remote=punix:{}", sock.display()))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("log/ovsdb-server.log").display()
-            ));
-        let ovsdb = Proc::spawn_in(ns, &c, &dir.join("log/ovsdb-server.out"))?;
-        if !wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-            sock.exists()
-        }) {
-            return Err(io::Error::other(format!(
-                "ovsdb-server did not start: {}",
-                ovsdb.describe()
-            )));
-        }
-        let mut ovs = Ovs {
-            vswitchd: None,
-            _ovsdb: ovsdb,
-            dir,
-            ns_name: ns.name().to_string(),
-        };
-        ovs.vsctl(&["--no-wait", "init"])?;
-        // OVS's best configuration: without it, veths' partial checksums break TCP.
-        ovs.vsctl(&[
-            "--no-wait",
-            "set",
-            "Open_vSwitch",
-            ".",
-            "other_config:userspace-tso-enable=true",
-        ])?;
-        ovs.start_vswitchd(ns)?;
-        let mut args: Vec<String> = [
-            "add-br",
-            "br0",
+/// Starts Open vSwitch in the switch namespace (shared [`Ovs`], userspace TSO: OVS's best
+/// configuration, without which veths' partial checksums break TCP) with bridge `br0`: ports
+/// 1..5, fail mode secure, connected to the controller with a fast reconnect.
+fn start_ovs(topo: &Topo) -> io::Result<Ovs> {
+    let ovs = Ovs::start(
+        &topo.sw,
+        &topo.scratch.join("ovs"),
+        &[("userspace-tso-enable", "true")],
+    )?;
+    let names: Vec<String> = (1..=HOSTS.len())
+        .map(|n| format!("{}s{n}", topo.p))
+        .collect();
+    let ports: Vec<(u16, &str)> = (1..).zip(names.iter().map(String::as_str)).collect();
+    let mut args = ovs::add_bridge_args(
+        "br0",
+        &[
+            "fail_mode=secure",
+            "other-config:datapath-id=0000000000000001",
+        ],
+        &ports,
+    );
+    args.extend(
+        [
+            "--",
+            "--id=@c",
+            "create",
+            "controller",
+            &format!("target=\"tcp:127.0.0.1:{CTL_PORT}\""),
+            "max_backoff=1000",
+            "connection_mode=out-of-band",
             "--",
             "set",
             "bridge",
             "br0",
-            "datapath_type=netdev",
-            "protocols=OpenFlow13",
-            "fail_mode=secure",
-            "other-config:datapath-id=0000000000000001",
+            "controller=@c",
         ]
         .iter()
-        .map(ToString::to_string)
-        .collect();
-        for n in 1..=HOSTS.len() {
-            let ifn = format!("{p}s{n}");
-            args.extend(
-                [
-                    "--",
-                    "add-port",
-                    "br0",
-                    &ifn,
-                    "--",
-                    "set",
-                    "interface",
-                    &ifn,
-                    &format!("ofport_request={n}"),
-                ]
-                .iter()
-                .map(ToString::to_string),
-            );
-        }
-        args.extend(
-            [
-                "--",
-                "--id=@c",
-                "create",
-                "controller",
-                &format!("target=\"tcp:127.0.0.1:{CTL_PORT}\""),
-                "max_backoff=1000",
-                "connection_mode=out-of-band",
-                "--",
-                "set",
-                "bridge",
-                "br0",
-                "controller=@c",
-            ]
-            .iter()
-            .map(ToString::to_string),
-        );
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        ovs.vsctl(&refs)?;
-        Ok(ovs)
-    }
-
-    fn start_vswitchd(&mut self, ns: &Netns) -> io::Result<()> {
-        let mut c = ovs_cmd("ovs-vswitchd", &self.dir);
-        c.arg(format!("unix:{}", self.dir.join("run/db.sock").display()))
-            .arg(format!(
-                "--unixctl={}",
-                self.dir.join("run/ovs-vswitchd.ctl").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                self.dir.join("log/ovs-vswitchd.log").display()
-            ));
-        self.vswitchd = Some(Proc::spawn_in(
-            ns,
-            &c,
-            &self.dir.join("log/ovs-vswitchd.out"),
-        )?);
-        Ok(())
-    }
-
-    fn vsctl(&self, args: &[&str]) -> io::Result<String> {
-        let out = ovs_cmd("ovs-vsctl", &self.dir)
-            .arg(format!(
-                "--db=unix:{}",
-                self.dir.join("run/db.sock").display()
-            ))
-            .arg("--timeout=10")
-            .args(args)
-            .output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(io::Error::other(format!(
-                "ovs-vsctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
-    }
-
-    fn describe(&self) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.join("log/ovs-vswitchd.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        format!(
-            "ovs-vswitchd (netns {}) log:\n    {}",
-            self.ns_name,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
-        )
-    }
+        .map(ToString::to_string),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ovs.vsctl(&refs)?;
+    Ok(ovs)
 }
 
 /// The switch under test.
@@ -439,7 +312,7 @@ impl Switch {
                 sw.start_again(topo)?;
                 Ok(sw)
             }
-            Kind::Ovs => Ovs::start(&topo.sw, topo.scratch.path(), &topo.p).map(Switch::Ovs),
+            Kind::Ovs => start_ovs(topo).map(Switch::Ovs),
         }
     }
 
@@ -451,11 +324,7 @@ impl Switch {
                     p.stop();
                 }
             }
-            Switch::Ovs(o) => {
-                if let Some(mut p) = o.vswitchd.take() {
-                    p.stop();
-                }
-            }
+            Switch::Ovs(o) => o.stop_vswitchd(),
         }
     }
 
@@ -470,7 +339,7 @@ impl Switch {
                 c.args(args.iter()).env("NO_COLOR", "1");
                 *proc = Some(Proc::spawn_in(&topo.sw, &c, log)?);
             }
-            Switch::Ovs(o) => o.start_vswitchd(&topo.sw)?,
+            Switch::Ovs(o) => o.spawn_vswitchd(&topo.sw)?,
         }
         Ok(t0)
     }
@@ -493,19 +362,7 @@ impl Switch {
                 "dump-flows",
                 &format!("tcp:127.0.0.1:{OF_LISTEN}"),
             ]),
-            Switch::Ovs(o) => {
-                let out = ovs_cmd("ovs-ofctl", &o.dir)
-                    .args(["-O", "OpenFlow13", "dump-flows"])
-                    .arg(format!("unix:{}", o.dir.join("run/br0.mgmt").display()))
-                    .output()?;
-                if out.status.success() {
-                    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-                } else {
-                    Err(io::Error::other(
-                        String::from_utf8_lossy(&out.stderr).into_owned(),
-                    ))
-                }
-            }
+            Switch::Ovs(o) => o.ofctl(&["-O", "OpenFlow13", "dump-flows", &o.mgmt("br0")]),
         }
     }
 

@@ -16,6 +16,8 @@ pub mod flowgen;
 pub mod interrupt;
 #[path = "../../tests/common/netns.rs"]
 pub mod netns;
+#[path = "../../tests/common/ovs.rs"]
+pub mod ovs;
 pub mod parse;
 pub mod procfs;
 pub mod scenario;

@@ -20,6 +20,8 @@
 mod netns;
 mod ofctl;
 mod oftest;
+#[path = "../common/ovs.rs"]
+mod ovs;
 mod qos;
 mod tester;
 mod topo;

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::netns::{prefix, run, wait_until, Netns, Proc, Scratch, Veth};
+use crate::netns::{prefix, run, Netns, Proc, Scratch, Veth};
+use crate::ovs::add_bridge_args;
+pub(crate) use crate::ovs::ovs_cmd;
 
 /// Repository root (this crate is `switch/`).
 pub(crate) fn repo_root() -> PathBuf {
@@ -154,13 +156,12 @@ impl Switch {
 
     /// Fails (with the switch's log) if the switch process has died.
     pub(crate) fn check_alive(&mut self) -> Result<(), String> {
-        let (p, what) = match self {
-            Switch::Shg(p) => (p, "shg-switch"),
-            Switch::Ovs(o) => (&mut o.vswitchd, "ovs-vswitchd"),
-        };
-        match p.exited() {
-            Some(code) => Err(format!("{what} exited with {code}: {}", p.describe())),
-            None => Ok(()),
+        match self {
+            Switch::Shg(p) => match p.exited() {
+                Some(code) => Err(format!("shg-switch exited with {code}: {}", p.describe())),
+                None => Ok(()),
+            },
+            Switch::Ovs(o) => o.check_alive().map_err(|e| e.to_string()),
         }
     }
 }
@@ -203,120 +204,27 @@ fn start_shg(ns: &Netns, spec: &SwitchSpec, dir: &Path) -> io::Result<Proc> {
     )
 }
 
-/// One OVS instance (ovsdb-server + ovs-vswitchd, userspace datapath) with private directories,
-/// running in a namespace. Bridges are added with [`Ovs::add_bridge`].
+/// OVS userspace as an interop switch: the shared instance ([`crate::ovs::Ovs`]) under
+/// `<base>/ovs`, with bridges set up from a [`SwitchSpec`].
 #[derive(Debug)]
-pub(crate) struct Ovs {
-    // Field order = drop order: vswitchd stops before its database.
-    vswitchd: Proc,
-    _ovsdb: Proc,
-    dir: PathBuf,
-}
+pub(crate) struct Ovs(crate::ovs::Ovs);
 
 impl Ovs {
     /// Starts OVS in `ns` with its state under `base/ovs` (made afresh).
     pub(crate) fn start(ns: &Netns, base: &Path) -> io::Result<Ovs> {
-        let dir = base.join("ovs");
-        let _ = std::fs::remove_dir_all(&dir);
-        for sub in ["run", "log", "db", "etc"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        let db = dir.join("db/conf.db");
-        run(
-            "ovsdb-tool",
-            &[
-                "create",
-                path_str(&db)?,
-                "/usr/share/openvswitch/vswitch.ovsschema",
-            ],
-        )?;
-        let sock = dir.join("run/db.sock");
-        let mut c = ovs_cmd("ovsdb-server", &dir);
-        c.arg(&db)
-            .arg(format!("--remote=punix:{}", sock.display()))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("log/ovsdb-server.log").display()
-            ));
-        let ovsdb = Proc::spawn_in(ns, &c, &dir.join("log/ovsdb-server.out"))?;
-        if !wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            sock.exists()
-        }) {
-            return Err(io::Error::other(format!(
-                "ovsdb-server did not start: {}",
-                ovsdb.describe()
-            )));
-        }
-        vsctl_in(&dir, &["--no-wait", "init"])?;
-        let mut c = ovs_cmd("ovs-vswitchd", &dir);
-        c.arg(format!("unix:{}", sock.display()))
-            .arg(format!(
-                "--unixctl={}",
-                dir.join("run/ovs-vswitchd.ctl").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("log/ovs-vswitchd.log").display()
-            ));
-        let vswitchd = Proc::spawn_in(ns, &c, &dir.join("log/ovs-vswitchd.out"))?;
-        let ovs = Ovs {
-            vswitchd,
-            _ovsdb: ovsdb,
-            dir,
-        };
-        // Ready when it answers on its unixctl socket.
-        let ready = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-            ovs.vsctl(&["show"]).is_ok() && ovs.appctl(&["version"]).is_ok()
-        });
-        if !ready {
-            return Err(io::Error::other(format!(
-                "ovs-vswitchd did not start: {}",
-                ovs.describe()
-            )));
-        }
-        Ok(ovs)
+        crate::ovs::Ovs::start(ns, &base.join("ovs"), &[]).map(Ovs)
     }
 
     /// Adds a netdev bridge as `spec` says (OpenFlow 1.3 only, fast controller reconnect).
     pub(crate) fn add_bridge(&self, br: &str, spec: &SwitchSpec) -> io::Result<()> {
         let dpid = format!("other-config:datapath-id={:016x}", spec.dpid);
         let fail = format!("fail_mode={}", spec.fail_mode);
-        let mut args: Vec<String> = [
-            "add-br",
-            br,
-            "--",
-            "set",
-            "bridge",
-            br,
-            "datapath_type=netdev",
-            "protocols=OpenFlow13",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(fail);
-        args.push(dpid);
-        for (num, name) in &spec.ports {
-            args.extend(
-                [
-                    "--",
-                    "add-port",
-                    br,
-                    name,
-                    "--",
-                    "set",
-                    "interface",
-                    name,
-                    &format!("ofport_request={num}"),
-                ]
-                .iter()
-                .map(|s| s.to_string()),
-            );
-        }
+        let ports: Vec<(u16, &str)> = spec.ports.iter().map(|(n, i)| (*n, i.as_str())).collect();
+        let args = add_bridge_args(br, &[&fail, &dpid], &ports);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.vsctl(&refs)?;
+        self.0.vsctl(&refs)?;
         if let Some(tls) = &spec.tls {
-            self.vsctl(&[
+            self.0.vsctl(&[
                 "set-ssl",
                 path_str(&tls.key)?,
                 path_str(&tls.cert)?,
@@ -335,79 +243,33 @@ impl Ovs {
         if !targets.is_empty() {
             let mut a = vec!["set-controller", br];
             a.extend(targets.iter().map(String::as_str));
-            self.vsctl(&a)?;
+            self.0.vsctl(&a)?;
             // Reconnect fast (default max_backoff is 8 s).
-            let ids = self.vsctl(&["--bare", "--columns=_uuid", "find", "controller"])?;
+            let ids = self
+                .0
+                .vsctl(&["--bare", "--columns=_uuid", "find", "controller"])?;
             for id in ids.split_whitespace() {
-                self.vsctl(&["set", "controller", id, "max_backoff=1000"])?;
+                self.0
+                    .vsctl(&["set", "controller", id, "max_backoff=1000"])?;
             }
         }
         Ok(())
     }
 
-    /// `ovs-vsctl` against this instance.
-    pub(crate) fn vsctl(&self, args: &[&str]) -> io::Result<String> {
-        vsctl_in(&self.dir, args)
-    }
-
-    /// `ovs-appctl -t ovs-vswitchd` against this instance.
-    pub(crate) fn appctl(&self, args: &[&str]) -> io::Result<String> {
-        let target = self.dir.join("run/ovs-vswitchd.ctl");
-        let mut c = ovs_cmd("ovs-appctl", &self.dir);
-        c.arg("-t").arg(&target).args(args);
-        let out = c.output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(io::Error::other(
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ))
-        }
-    }
-
     /// ovs-vswitchd's log tail.
     pub(crate) fn describe(&self) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.join("log/ovs-vswitchd.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        format!(
-            "ovs-vswitchd log:\n    {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
-        )
+        self.0.describe()
+    }
+
+    /// Fails (with ovs-vswitchd's output) when it has died.
+    pub(crate) fn check_alive(&mut self) -> io::Result<()> {
+        self.0.check_alive()
     }
 }
 
 fn path_str(p: &Path) -> io::Result<&str> {
     p.to_str()
         .ok_or_else(|| io::Error::other(format!("non-UTF-8 path {}", p.display())))
-}
-
-/// A command for an OVS program with the instance's private directories.
-pub(crate) fn ovs_cmd(prog: &str, dir: &Path) -> Command {
-    let mut c = Command::new(prog);
-    c.env("OVS_RUNDIR", dir.join("run"))
-        .env("OVS_LOGDIR", dir.join("log"))
-        .env("OVS_DBDIR", dir.join("db"))
-        .env("OVS_SYSCONFDIR", dir.join("etc"))
-        .env("OVS_PKGDATADIR", "/usr/share/openvswitch");
-    c
-}
-
-fn vsctl_in(dir: &Path, args: &[&str]) -> io::Result<String> {
-    let mut c = ovs_cmd("ovs-vsctl", dir);
-    c.arg(format!("--db=unix:{}", dir.join("run/db.sock").display()))
-        .arg("--timeout=10")
-        .args(args);
-    let out = c.output()?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(io::Error::other(format!(
-            "ovs-vsctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
 }
 
 /// Three hosts on one switch namespace. Field order = drop order: veths, then namespaces

@@ -16,7 +16,7 @@ pub mod stall;
 pub mod wake;
 
 use crate::interrupt;
-use crate::netns::{run, wait_until, Netns, Proc};
+use crate::netns::{run, wait_for_file_text, wait_until, Netns, Proc};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -324,204 +324,55 @@ impl Shg {
     }
 }
 
-/// One Open vSwitch instance (ovsdb-server + ovs-vswitchd, userspace datapath) with private
-/// directories under `dir`, running in a namespace. Field order = drop order.
+/// Open vSwitch as the benchmarks run it: the shared instance ([`crate::ovs::Ovs`]) with
+/// private directories under `dir`, optionally with userspace TSO, and a bench bridge.
 #[derive(Debug)]
-pub struct Ovs {
-    vswitchd: Proc,
-    _ovsdb: Proc,
-    dir: PathBuf,
-}
+pub struct Ovs(crate::ovs::Ovs);
+
+/// ovs-vswitchd's log line confirming `other_config:userspace-tso-enable=true`.
+const TSO_ENABLED: &str = "Userspace TCP Segmentation Offloading support enabled";
 
 impl Ovs {
     /// Starts OVS in `ns`. `userspace_tso` sets `other_config:userspace-tso-enable=true` in
     /// the database before ovs-vswitchd starts (it is read once at start: the same as setting
     /// it and restarting ovs-vswitchd); the log is checked for it.
     pub fn start(ns: &Netns, dir: &Path, userspace_tso: bool) -> io::Result<Ovs> {
-        let _ = std::fs::remove_dir_all(dir);
-        for sub in ["run", "log", "db", "etc"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        let db = dir.join("db/conf.db");
-        let mut c = ovs_cmd("ovsdb-tool", dir);
-        c.arg("create")
-            .arg(&db)
-            .arg("/usr/share/openvswitch/vswitch.ovsschema");
-        let out = c.output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "ovsdb-tool create: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        let sock = dir.join("run/db.sock");
-        let mut c = ovs_cmd("ovsdb-server", dir);
-        c.arg(&db)
-            .arg(format!("--remote=punix:{}", sock.display()))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("log/ovsdb-server.log").display()
-            ));
-        let ovsdb = Proc::spawn_in(ns, &c, &dir.join("log/ovsdb-server.out"))?;
-        if !wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            sock.exists()
-        }) {
-            return Err(io::Error::other(format!(
-                "ovsdb-server did not start: {}",
-                ovsdb.describe()
-            )));
-        }
-        vsctl_in(dir, &["--no-wait", "init"])?;
-        if userspace_tso {
-            vsctl_in(
-                dir,
-                &[
-                    "--no-wait",
-                    "set",
-                    "Open_vSwitch",
-                    ".",
-                    "other_config:userspace-tso-enable=true",
-                ],
-            )?;
-        }
-        let mut c = ovs_cmd("ovs-vswitchd", dir);
-        let log = dir.join("log/ovs-vswitchd.log");
-        c.arg(format!("unix:{}", sock.display()))
-            .arg(format!(
-                "--unixctl={}",
-                dir.join("run/ovs-vswitchd.ctl").display()
-            ))
-            .arg(format!("--log-file={}", log.display()));
-        let vswitchd = Proc::spawn_in(ns, &c, &dir.join("log/ovs-vswitchd.out"))?;
-        let ovs = Ovs {
-            vswitchd,
-            _ovsdb: ovsdb,
-            dir: dir.to_path_buf(),
+        let other_config: &[(&str, &str)] = if userspace_tso {
+            &[("userspace-tso-enable", "true")]
+        } else {
+            &[]
         };
-        let ready = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-            ovs.vsctl(&["show"]).is_ok() && ovs.appctl(&["version"]).is_ok()
-        });
-        if !ready {
+        let ovs = crate::ovs::Ovs::start(ns, dir, other_config)?;
+        let log = ovs.vswitchd_log();
+        if userspace_tso && !wait_for_file_text(&log, TSO_ENABLED, Duration::from_secs(5)) {
             return Err(io::Error::other(format!(
-                "ovs-vswitchd did not start: {}",
-                ovs.vswitchd.describe()
+                "ovs-vswitchd did not enable userspace TSO (see {})",
+                log.display()
             )));
         }
-        if userspace_tso {
-            let ok = wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
-                std::fs::read_to_string(&log).is_ok_and(|s| {
-                    s.contains("Userspace TCP Segmentation Offloading support enabled")
-                })
-            });
-            if !ok {
-                return Err(io::Error::other(format!(
-                    "ovs-vswitchd did not enable userspace TSO (see {})",
-                    log.display()
-                )));
-            }
-        }
-        Ok(ovs)
+        Ok(Ovs(ovs))
     }
 
     /// Adds netdev bridge `br` (OpenFlow 1.3, fail-mode secure, empty table) with `ports`
     /// numbered 1.., and a passive OpenFlow listener on 127.0.0.1:`port` for ovs-ofctl.
     /// Returns the `tcp:` target.
     pub fn add_bridge(&self, br: &str, ports: &[String], port: u16) -> io::Result<String> {
-        let mut args: Vec<String> = [
-            "add-br",
-            br,
-            "--",
-            "set",
-            "bridge",
-            br,
-            "datapath_type=netdev",
-            "protocols=OpenFlow13",
-            "fail_mode=secure",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-        for (i, name) in ports.iter().enumerate() {
-            args.extend([
-                "--".into(),
-                "add-port".into(),
-                br.into(),
-                name.clone(),
-                "--".into(),
-                "set".into(),
-                "interface".into(),
-                name.clone(),
-                format!("ofport_request={}", i + 1),
-            ]);
-        }
+        let ports: Vec<(u16, &str)> = (1..).zip(ports).map(|(n, i)| (n, i.as_str())).collect();
+        let args = crate::ovs::add_bridge_args(br, &["fail_mode=secure"], &ports);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.vsctl(&refs)?;
-        self.vsctl(&["set-controller", br, &format!("ptcp:{port}:127.0.0.1")])?;
+        self.0.vsctl(&refs)?;
+        self.0
+            .vsctl(&["set-controller", br, &format!("ptcp:{port}:127.0.0.1")])?;
         Ok(format!("tcp:127.0.0.1:{port}"))
     }
 
     /// ovs-vswitchd's PID.
     pub fn pid(&self) -> u32 {
-        self.vswitchd.pid()
-    }
-
-    /// `ovs-vsctl` against this instance.
-    pub fn vsctl(&self, args: &[&str]) -> io::Result<String> {
-        vsctl_in(&self.dir, args)
-    }
-
-    /// `ovs-appctl -t ovs-vswitchd` against this instance.
-    pub fn appctl(&self, args: &[&str]) -> io::Result<String> {
-        let mut c = ovs_cmd("ovs-appctl", &self.dir);
-        c.arg("-t")
-            .arg(self.dir.join("run/ovs-vswitchd.ctl"))
-            .args(args);
-        let out = c.output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(io::Error::other(
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ))
-        }
+        self.0.pid()
     }
 
     /// Fails with the log tail when ovs-vswitchd has died.
     pub fn check_alive(&mut self) -> io::Result<()> {
-        match self.vswitchd.exited() {
-            Some(code) => Err(io::Error::other(format!(
-                "ovs-vswitchd exited with {code}: {}",
-                self.vswitchd.describe()
-            ))),
-            None => Ok(()),
-        }
-    }
-}
-
-/// A command for an OVS program with the instance's private directories.
-fn ovs_cmd(prog: &str, dir: &Path) -> Command {
-    let mut c = Command::new(prog);
-    c.env("OVS_RUNDIR", dir.join("run"))
-        .env("OVS_LOGDIR", dir.join("log"))
-        .env("OVS_DBDIR", dir.join("db"))
-        .env("OVS_SYSCONFDIR", dir.join("etc"))
-        .env("OVS_PKGDATADIR", "/usr/share/openvswitch");
-    c
-}
-
-fn vsctl_in(dir: &Path, args: &[&str]) -> io::Result<String> {
-    let mut c = ovs_cmd("ovs-vsctl", dir);
-    c.arg(format!("--db=unix:{}", dir.join("run/db.sock").display()))
-        .arg("--timeout=10")
-        .args(args);
-    let out = c.output()?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(io::Error::other(format!(
-            "ovs-vsctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        self.0.check_alive()
     }
 }
