@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::netns::{prefix, run, Netns, Proc, Scratch, Veth};
+use crate::netns::{prefix, run, wait_until, Netns, Proc, Scratch, Veth};
 use crate::ovs::add_bridge_args;
 pub(crate) use crate::ovs::ovs_cmd;
 
@@ -306,6 +306,18 @@ impl Star {
             h.add_addr(&hif, &format!("198.18.0.{i}/24"))?;
             hosts.push(h);
             sw_ports.push(sif);
+        }
+        // Every switch-side link must have carrier before a switch starts on them: a port
+        // that comes up during the controller handshake is announced by a PORT_STATUS that
+        // Faucet drops while its datapath is not up yet (seen once: port 1 never configured).
+        for sif in &sw_ports {
+            let up = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+                run("ip", &["-n", sw.name(), "-o", "link", "show", sif])
+                    .is_ok_and(|s| s.contains("state UP"))
+            });
+            if !up {
+                return Err(io::Error::other(format!("{sif}: no carrier after 5 s")));
+            }
         }
         Ok(Star {
             _veths: veths,
