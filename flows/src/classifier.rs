@@ -69,13 +69,6 @@ pub struct Rank {
     seq: u64,
 }
 
-impl Rank {
-    /// The rule's priority.
-    pub fn priority(&self) -> u16 {
-        self.priority.0
-    }
-}
-
 /// One rule as seen by [`Classifier::iter`].
 #[derive(Debug)]
 pub struct Entry<'a, T> {
@@ -690,16 +683,7 @@ impl<T> Classifier<T> {
 
     /// Every rule, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = Entry<'_, T>> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            let r = s.rule.as_ref()?;
-            let index = u32::try_from(i).ok()?;
-            Some(Entry {
-                id: RuleId { index, gen: s.gen },
-                r#match: self.sub(r.sub)?.match_ref(r.vi),
-                priority: r.priority,
-                value: &r.value,
-            })
-        })
+        (0..self.slots.len()).filter_map(|i| self.entry(u32::try_from(i).ok()?))
     }
 
     /// The rules ranked after `after` (from the first when `None`), in [`Rank`] order.
@@ -708,19 +692,19 @@ impl<T> Classifier<T> {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.by_rank
             .range((from, Bound::Unbounded))
-            .filter_map(|(&rank, &index)| {
-                let s = self.slots.get(ix(index))?;
-                let r = s.rule.as_ref()?;
-                Some((
-                    rank,
-                    Entry {
-                        id: RuleId { index, gen: s.gen },
-                        r#match: self.sub(r.sub)?.match_ref(r.vi),
-                        priority: r.priority,
-                        value: &r.value,
-                    },
-                ))
-            })
+            .filter_map(|(&rank, &index)| Some((rank, self.entry(index)?)))
+    }
+
+    /// The rule in slot `index`, if the slot holds one.
+    fn entry(&self, index: u32) -> Option<Entry<'_, T>> {
+        let s = self.slots.get(ix(index))?;
+        let r = s.rule.as_ref()?;
+        Some(Entry {
+            id: RuleId { index, gen: s.gen },
+            r#match: self.sub(r.sub)?.match_ref(r.vi),
+            priority: r.priority,
+            value: &r.value,
+        })
     }
 
     /// Every rule with a mutable value: `(id, match, priority, value)`.
