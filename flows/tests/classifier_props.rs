@@ -5,36 +5,10 @@ use proptest::prelude::*;
 use shg_flows::classifier::{Classifier, RuleId};
 use shg_flows::field::{Field, FlowKey};
 use shg_flows::matches::Match;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-// --- allocation counting (per thread, so parallel tests do not interfere) ---
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-#[allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition; it only forwards to System.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> usize {
-    ALLOCS.with(|c| c.get())
-}
+#[path = "../../tests/common/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::allocs;
 
 // --- random rules over a handful of fields, from small domains so rules collide and hit ---
 

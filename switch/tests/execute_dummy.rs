@@ -1,7 +1,8 @@
 //! Datapath execution on an in-memory switch (no root): every rewrite, push/pop, TTL, group,
 //! meter, queue, packet-in and flood behaviour, offloaded frames (partial checksums, GSO) and
 //! the trace. Frames are built with etherparse (or from a flow key) and parsed back with
-//! etherparse, whose checksum calculations are the oracle.
+//! etherparse, whose checksum calculations are the oracle. And the per-packet path allocates
+//! nothing in steady state (a counting global allocator, last section).
 
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use shg_flows::action::{port, Action};
@@ -14,7 +15,10 @@ use shg_switch::datapath::execute::{complete_checksum, crc32c, packet_out, proce
 use shg_switch::datapath::trace::{frame_from_key, trace};
 use shg_switch::datapath::{Output, PacketInEvent};
 use shg_switch::ofproto::{FailMode, Ofproto, OfprotoConfig};
-use shg_switch::port::{Packet, PortInfo, VnetHdr};
+use shg_switch::port::{pool, Packet, PortInfo, VnetHdr};
+
+#[path = "../../tests/common/alloc_count.rs"]
+mod alloc_count;
 
 const SEC: u64 = 1_000_000_000;
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
@@ -1283,4 +1287,136 @@ proptest::proptest! {
         process_packet(&mut of, 1, pkt, 0, &mut out);
         let _ = trace(&of, "in_port=1,tcp", 0);
     }
+}
+
+// --- no allocation per packet ---
+
+/// A UDP frame from host `src` to host `dst` (MACs 02:00:00:00:00:NN, addresses 198.18.0.NN).
+fn udp_between(src: u8, dst: u8, sport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, src], [2, 0, 0, 0, 0, dst])
+        .ipv4([198, 18, 0, src], [198, 18, 0, dst], 64)
+        .udp(sport, 12345)
+        .write(&mut v, &[0xab; 18])
+        .unwrap();
+    v
+}
+
+/// Sends `frames` (in_port, bytes) through `of` 50 times as the datapath loop does (each frame
+/// copied into a pooled buffer, the outputs' buffers given back to the pool) and asserts that
+/// `process_packet` and the recycling allocate nothing after the first (warm-up) round; the
+/// last round's outputs must be `expect` (port, queue).
+fn assert_no_alloc(of: &mut Ofproto, frames: &[(u32, Vec<u8>)], expect: &[(u32, Option<u32>)]) {
+    let mut out: Vec<Output> = Vec::with_capacity(64);
+    let mut last = Vec::new();
+    let mut counted = 0;
+    for round in 0..50u64 {
+        for (in_port, bytes) in frames {
+            let mut data = pool::take();
+            data.extend_from_slice(bytes);
+            let before = alloc_count::allocs();
+            process_packet(
+                of,
+                *in_port,
+                Packet::plain(data),
+                SEC + round * 1_000,
+                &mut out,
+            );
+            let during = alloc_count::allocs() - before;
+            if round == 49 {
+                last.extend(queues_of(&out));
+            }
+            let before = alloc_count::allocs();
+            for o in out.drain(..) {
+                if let Output::Port { pkt, .. } = o {
+                    pkt.recycle();
+                }
+            }
+            if round > 0 {
+                counted += during + (alloc_count::allocs() - before);
+            }
+        }
+    }
+    assert_eq!(last, expect);
+    assert_eq!(
+        counted,
+        0,
+        "allocations in 49 rounds of {} frames",
+        frames.len()
+    );
+}
+
+#[test]
+fn no_alloc_one_output_flow() {
+    let mut of = switch();
+    flow(&mut of, "in_port=1,actions=output:2");
+    let frames = [(1, udp_between(1, 2, 1000)), (1, udp_between(1, 2, 1001))];
+    assert_no_alloc(&mut of, &frames, &[(2, None), (2, None)]);
+}
+
+#[test]
+fn no_alloc_normal_learning_both_ways() {
+    let mut of = switch();
+    flow(&mut of, "actions=NORMAL");
+    let frames = [(1, udp_between(1, 2, 1000)), (2, udp_between(2, 1, 1000))];
+    assert_no_alloc(&mut of, &frames, &[(2, None), (1, None)]);
+}
+
+#[test]
+fn no_alloc_many_flows_rewrites_queue_and_meter() {
+    let mut of = switch();
+    for i in 0..2000u32 {
+        flow(
+            &mut of,
+            &format!(
+                "priority={},udp,nw_dst=198.19.{}.{},tp_dst={},actions=drop",
+                100 + i % 50,
+                i / 256,
+                i % 256,
+                1000 + i % 7
+            ),
+        );
+    }
+    meter(&mut of, "meter=1,kbps,band=type=drop,rate=1000000");
+    flow(
+        &mut of,
+        "priority=1,udp,actions=meter:1,set_field:198.18.0.9->ip_dst,dec_ttl,set_queue:1,output:2",
+    );
+    let frames = [(1, udp_between(1, 2, 1000)), (3, udp_between(3, 2, 2000))];
+    assert_no_alloc(&mut of, &frames, &[(2, Some(1)), (2, Some(1))]);
+}
+
+#[test]
+fn no_alloc_select_group() {
+    let mut of = switch();
+    group(
+        &mut of,
+        "group_id=7,type=select,bucket=output:3,bucket=output:4",
+    );
+    flow(&mut of, "in_port=1,actions=group:7");
+    assert_no_alloc(&mut of, &[(1, udp_between(1, 2, 1000))], &[(3, None)]);
+}
+
+#[test]
+fn no_alloc_flood() {
+    let mut of = switch();
+    flow(&mut of, "in_port=2,actions=FLOOD");
+    let expect = [(1, None), (3, None), (4, None)];
+    assert_no_alloc(&mut of, &[(2, udp_between(2, 9, 1000))], &expect);
+}
+
+#[test]
+fn no_alloc_vlan_push_then_pop_in_a_second_table() {
+    let mut of = switch();
+    flow(
+        &mut of,
+        "table=0,in_port=1,actions=push_vlan:0x8100,set_field:4196->vlan_vid,goto_table:1",
+    );
+    flow(
+        &mut of,
+        "table=1,dl_vlan=100,actions=pop_vlan,output:2,output:3",
+    );
+    let frames = [(1, udp_between(1, 2, 1000)), (1, udp_between(1, 2, 1001))];
+    let expect = [(2, None), (3, None), (2, None), (3, None)];
+    assert_no_alloc(&mut of, &frames, &expect);
 }

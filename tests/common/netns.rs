@@ -58,10 +58,15 @@ pub fn prefix() -> String {
 
 /// Runs a command to completion; Ok(stdout) when it exits 0, else an error with its stderr.
 pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
+    let mut c = Command::new(prog);
+    c.args(args);
+    run_prepared(c, prog, args)
+}
+
+/// [`run`] for a command already built (environment, leading options): `prog` and `args`
+/// name it in the error.
+pub fn run_prepared(mut c: Command, prog: &str, args: &[&str]) -> io::Result<String> {
+    let out = c.stdin(Stdio::null()).output()?;
     check(prog, args, out)
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::netns::{run, wait_until, Netns, Proc};
+use crate::netns::{run, run_prepared, wait_until, Netns, Proc};
 
 /// The OVS schema the database is created from.
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
@@ -177,21 +177,21 @@ impl Ovs {
         ))
         .arg("--timeout=10")
         .args(args);
-        output_ok(c, "ovs-vsctl", args)
+        run_prepared(c, "ovs-vsctl", args)
     }
 
     /// `ovs-appctl -t <ovs-vswitchd's unixctl socket> ARGS`; stdout on success.
     pub fn appctl(&self, args: &[&str]) -> io::Result<String> {
         let mut c = ovs_cmd("ovs-appctl", &self.dir);
         c.arg("-t").arg(self.unixctl()).args(args);
-        output_ok(c, "ovs-appctl", args)
+        run_prepared(c, "ovs-appctl", args)
     }
 
     /// `ovs-ofctl ARGS` with this instance's directories (see [`Ovs::mgmt`]); stdout on success.
     pub fn ofctl(&self, args: &[&str]) -> io::Result<String> {
         let mut c = ovs_cmd("ovs-ofctl", &self.dir);
         c.args(args);
-        output_ok(c, "ovs-ofctl", args)
+        run_prepared(c, "ovs-ofctl", args)
     }
 
     /// Fails with its output's tail when ovs-vswitchd has died or was stopped.
@@ -271,22 +271,6 @@ pub fn ovs_cmd(prog: &str, dir: &Path) -> Command {
         .env("OVS_SYSCONFDIR", dir.join("etc"))
         .env("OVS_PKGDATADIR", "/usr/share/openvswitch");
     c
-}
-
-/// Runs `c` to completion: stdout when it exits 0, else an error naming `prog ARGS` with its
-/// stderr.
-fn output_ok(mut c: Command, prog: &str, args: &[&str]) -> io::Result<String> {
-    let out = c.stdin(std::process::Stdio::null()).output()?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(io::Error::other(format!(
-            "{prog} {} ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
 }
 
 /// A path as UTF-8, for command arguments taken as `&str`.

@@ -67,8 +67,9 @@ const MAX_DEPTH: u32 = 16;
 /// groups while the bytes are unchanged); the frame's buffer itself goes to the last port
 /// output made from it, so a frame output once is never copied (other outputs are copies in
 /// pooled buffers); a frame that goes nowhere gives its buffer back to the pool. In steady
-/// state nothing is allocated per frame (switch/tests/no_alloc.rs counts it: cache hits,
-/// NORMAL, rewrites, meters, queues, select groups, flood, VLAN push/pop).
+/// state nothing is allocated per frame: the `no_alloc_*` tests in
+/// switch/tests/execute_dummy.rs count it (cache hits, NORMAL, rewrites, meters, queues,
+/// select groups, flood, VLAN push/pop).
 pub fn process_packet(
     of: &mut Ofproto,
     in_port: u32,
