@@ -50,20 +50,25 @@ pub fn fmt_ratio(v: Option<f64>) -> String {
 /// `p`-th percentile (nearest rank) of the finite values; `None` when there is none.
 pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
+    v.sort_by(f64::total_cmp);
+    percentile_sorted(&v, p)
+}
+
+/// [`percentile`] of values already sorted (ascending, all finite), without a copy.
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
         return None;
     }
-    v.sort_by(f64::total_cmp);
     #[allow(clippy::cast_precision_loss, reason = "sample counts are small")]
-    let n = v.len() as f64;
+    let n = sorted.len() as f64;
     let rank = (p / 100.0 * n).ceil().max(1.0);
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
         reason = "rank is in 1..=n"
     )]
-    let idx = (rank as usize).min(v.len()) - 1;
-    v.get(idx).copied()
+    let idx = (rank as usize).min(sorted.len()) - 1;
+    sorted.get(idx).copied()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 use super::model::*;
 use super::policy::Verdict;
+use crate::stats::percentile;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -119,11 +120,6 @@ pub struct GradeRow {
     pub loaded_p99_ms: Option<f64>,
     pub added_ms: Option<f64>,
     pub grade: Option<Grade>,
-}
-
-fn pct(v: &mut [f64], p: f64) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    crate::stats::percentile(v, p)
 }
 
 impl RunData {
@@ -251,16 +247,15 @@ impl RunData {
             let Some(s) = self.series(&t.name) else {
                 continue;
             };
-            let mut idle = s.idle_rtts.clone();
-            let mut l: Vec<f64> = s
+            let l: Vec<f64> = s
                 .pings
                 .iter()
                 .filter(|p| loaded(p.t))
                 .filter_map(|p| p.rtt_ms)
                 .collect();
-            let idle_ms = pct(&mut idle, 50.0);
-            let loaded_ms = pct(&mut l, 50.0);
-            let loaded_p99_ms = pct(&mut l, 99.0);
+            let idle_ms = percentile(&s.idle_rtts, 50.0);
+            let loaded_ms = percentile(&l, 50.0);
+            let loaded_p99_ms = percentile(&l, 99.0);
             let added_ms = idle_ms.zip(loaded_ms).map(|(i, l)| (l - i).max(0.0));
             rows.push(GradeRow {
                 service: t.from.clone(),
@@ -334,9 +329,9 @@ impl RunData {
                     settle,
                 } => {
                     let w = self.window(phase.as_deref(), *settle);
-                    let mut r = w.map(|(a, b)| self.rtts(traffic, a, b)).unwrap_or_default();
-                    let p50 = pct(&mut r, 50.0);
-                    let p99 = pct(&mut r, 99.0);
+                    let r = w.map(|(a, b)| self.rtts(traffic, a, b)).unwrap_or_default();
+                    let p50 = percentile(&r, 50.0);
+                    let p99 = percentile(&r, 99.0);
                     let loss = w.and_then(|(a, b)| self.loss_pct(traffic, a, b));
                     let mut what = Vec::new();
                     let mut pass = true;
@@ -631,11 +626,11 @@ impl RunData {
                     "-".into(),
                     |(a, b)| match t.kind {
                         TrafficKind::Ping { .. } => {
-                            let mut r = self.rtts(&t.name, a, b);
+                            let r = self.rtts(&t.name, a, b);
                             format!(
                                 "{} / {}{}",
-                                opt(pct(&mut r, 50.0), 2),
-                                opt(pct(&mut r, 99.0), 2),
+                                opt(percentile(&r, 50.0), 2),
+                                opt(percentile(&r, 99.0), 2),
                                 self.loss_pct(&t.name, a, b)
                                     .filter(|l| *l > 0.0)
                                     .map_or(String::new(), |l| format!(", loss {l:.1} %"))
@@ -811,7 +806,7 @@ impl RunData {
                 Some((t.name.clone(), pts))
             })
             .collect();
-        let top = pct(&mut all, 99.5).map(|x| x * 1.1);
+        let top = percentile(&all, 99.5).map(|x| x * 1.1);
         let title = format!("{}: ping RTT (ms), every reply", self.scenario.name);
         svg_plot(
             &title,

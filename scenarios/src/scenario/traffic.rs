@@ -122,22 +122,6 @@ impl RecvBin {
     }
 }
 
-/// Nearest-rank percentile of a sorted slice.
-fn pct_sorted(v: &[f64], p: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    #[allow(clippy::cast_precision_loss, reason = "sample counts are small")]
-    let rank = (p / 100.0 * v.len() as f64).ceil().max(1.0);
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "rank in 1..=len"
-    )]
-    let i = (rank as usize).min(v.len()) - 1;
-    v.get(i).copied()
-}
-
 /// The receiver's accumulator: datagrams in, closed bins out. Pure.
 #[derive(Debug, Clone)]
 pub struct BinAcc {
@@ -178,8 +162,8 @@ impl BinAcc {
             pkts: self.pkts,
             bytes: self.bytes,
             lost: self.lost,
-            owd_p50_ms: pct_sorted(&self.owd, 50.0),
-            owd_p99_ms: pct_sorted(&self.owd, 99.0),
+            owd_p50_ms: crate::stats::percentile_sorted(&self.owd, 50.0),
+            owd_p99_ms: crate::stats::percentile_sorted(&self.owd, 99.0),
             owd_max_ms: self.owd.last().copied(),
         };
         self.pkts = 0;
