@@ -7,11 +7,13 @@
 //! shg-scenario bench qos [--quick] [--reps N] [--out DIR] [--configs LIST] [--phase-secs S]
 //!                        [--switch PATH]
 //! shg-scenario bench stall [--flows N] [--reps N] [--out DIR] [--switch PATH]
+//! shg-scenario bench forward IF_A IF_B   (the I/O reference bench datapath runs; bench::forward)
 //! shg-scenario run FILE|NAME [--out DIR] | check FILE|NAME | list   (shg_scenario::scenario)
 //! ```
 
 use shg_scenario::bench::datapath::{run_datapath, DatapathOpts};
 use shg_scenario::bench::flows::{run_flows, FlowsOpts};
+use shg_scenario::bench::forward::forward;
 use shg_scenario::bench::qos::{run_qos, QosConfig, QosOpts};
 use shg_scenario::bench::stall::{flowmod_storm, run_stall, StallOpts};
 use std::path::PathBuf;
@@ -24,7 +26,9 @@ Usage:
                               [--tcp-secs S] [--udp-secs S] [--switch PATH]
       Linux bridge vs OVS userspace (userspace TSO) vs shg-switch (1 flow; N flows, default
       10000; egress queues: port toward the receiver shaped to 40gbit, 2 queues, set_queue:1)
-      on one namespace topology: TCP 1/4 streams, 64-byte UDP, idle RTT, switch CPU and RSS. Medians of N repetitions (default 3; --quick: 1, short tests).
+      and, as the I/O reference, shg-switch's AF_PACKET ports forwarding to each other
+      without OpenFlow, on one namespace topology: TCP 1/4 streams, 64-byte UDP, idle RTT,
+      switch CPU and RSS. Medians of N repetitions (default 3; --quick: 1, short tests).
   shg-scenario bench flows [--n N] [--out DIR] [--switch PATH]
       ovs-ofctl add-flows / dump-flows of 10000 and N (default 100000) flows into shg-switch
       and OVS, timed, with RSS.
@@ -56,6 +60,8 @@ enum Cmd {
     Stall(StallOpts),
     /// The FLOW_MOD client of `bench stall` (run by it inside the switch namespace).
     Storm(String, usize),
+    /// The I/O reference of `bench datapath` (run by it inside the switch namespace).
+    Forward(String, String),
     Help,
 }
 
@@ -164,6 +170,11 @@ fn parse(args: Vec<String>) -> Result<Cmd, String> {
             let n = value("flowmod-storm N", it.next())?;
             Ok(Cmd::Storm(addr, n))
         }
+        (Some("bench"), Some("forward")) => {
+            let a = value::<String>("forward IF_A", it.next())?;
+            let b = value::<String>("forward IF_B", it.next())?;
+            Ok(Cmd::Forward(a, b))
+        }
         _ => Err("unknown command".into()),
     }
 }
@@ -189,6 +200,11 @@ fn main() -> ExitCode {
         Cmd::Flows(o) => run_flows(&o).map(|(r, dir)| (r.markdown(), dir)),
         Cmd::Qos(o) => run_qos(&o).map(|(r, dir)| (r.markdown(), dir)),
         Cmd::Stall(o) => run_stall(&o).map(|(r, dir)| (r.markdown(), dir)),
+        Cmd::Forward(a, b) => {
+            let Err(e) = forward(&a, &b);
+            eprintln!("shg-scenario bench forward: {e}");
+            return ExitCode::FAILURE;
+        }
         Cmd::Storm(addr, n) => {
             return match flowmod_storm(&addr, n) {
                 Ok(secs) => {

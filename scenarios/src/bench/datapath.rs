@@ -27,7 +27,7 @@ use super::wake::{self, WakeProbe};
 use super::{count_dumped_flows, machine_note, now_utc, ofctl, run_bounded, Env, Ovs, Shg};
 use crate::flowgen;
 use crate::interrupt;
-use crate::netns::{prefix, run, Netns, Proc, Veth};
+use crate::netns::{prefix, run, wait_for_file_text, Netns, Proc, Veth};
 use crate::parse::{parse_iperf_tcp, parse_iperf_udp, parse_ping};
 use crate::procfs;
 use crate::stats::{fmt_opt, fmt_ratio, median_of, ratio};
@@ -65,6 +65,9 @@ pub enum Config {
     #[default]
     Bridge,
     Ovs,
+    /// The I/O reference: shg-switch's AF_PACKET ports forwarding to each other, no OpenFlow
+    /// ([`super::forward`]).
+    Forward,
     Shg,
     ShgFlows,
     /// shg-switch from [`shg_queues_toml`] with [`shg_queues_flows`].
@@ -73,9 +76,10 @@ pub enum Config {
 
 impl Config {
     /// In the order of the first repetition.
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::Bridge,
         Config::Ovs,
+        Config::Forward,
         Config::Shg,
         Config::ShgFlows,
         Config::ShgQueues,
@@ -86,6 +90,7 @@ impl Config {
         match self {
             Config::Bridge => "bridge",
             Config::Ovs => "ovs_tso",
+            Config::Forward => "afpacket_forward",
             Config::Shg => "shg",
             Config::ShgFlows => "shg_flows",
             Config::ShgQueues => "shg_queues",
@@ -97,6 +102,7 @@ impl Config {
         match self {
             Config::Bridge => "Linux bridge".into(),
             Config::Ovs => "OVS 3.1 userspace (netdev) + userspace TSO".into(),
+            Config::Forward => "shg's AF_PACKET port I/O alone, no OpenFlow (reference)".into(),
             Config::Shg => "shg-switch, 1 flow (`actions=NORMAL`)".into(),
             Config::ShgFlows => format!("shg-switch, {flows} flows + catch-all NORMAL"),
             Config::ShgQueues => format!(
@@ -110,6 +116,7 @@ impl Config {
         match self {
             Config::Bridge => 'b',
             Config::Ovs => 'o',
+            Config::Forward => 'f',
             Config::Shg => 's',
             Config::ShgFlows => 'k',
             Config::ShgQueues => 'q',
@@ -121,6 +128,7 @@ impl Config {
         match self {
             Config::Bridge => 1,
             Config::Ovs => 2,
+            Config::Forward => 6,
             Config::Shg => 3,
             Config::ShgFlows => 4,
             Config::ShgQueues => 5,
@@ -322,6 +330,32 @@ impl Report {
                 cfg,
                 ..ConfigInfo::default()
             })
+    }
+
+    /// Where the distance to the bridge lies: shg-switch (1 flow) against the I/O reference
+    /// (its own ports without OpenFlow), and the reference against the bridge.
+    fn reference_note(&self) -> String {
+        let br = medians(&self.samples, Config::Bridge);
+        let fwd = medians(&self.samples, Config::Forward);
+        let shg = medians(&self.samples, Config::Shg);
+        let rtt_diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:+.3} ms", a - b),
+            _ => "-".to_string(),
+        };
+        format!(
+            "\nI/O reference (`{}`: shg-switch's AF_PACKET ports forwarding to each other, no \
+             OpenFlow). The reference against the bridge: TCP 1 stream {}, 64-byte UDP {}, idle RTT \
+             median {}; this is the I/O method's share of the distance. shg-switch (1 flow) \
+             against the reference: TCP 1 stream {}, 64-byte UDP {}, idle RTT median {}; this \
+             is OpenFlow's share (key, cache, actions, counters, locking).\n",
+            Config::Forward.key(),
+            fmt_ratio(ratio(fwd.tcp1_gbps, br.tcp1_gbps)),
+            fmt_ratio(ratio(fwd.udp_rx_kpps, br.udp_rx_kpps)),
+            rtt_diff(fwd.rtt_median_ms, br.rtt_median_ms),
+            fmt_ratio(ratio(shg.tcp1_gbps, fwd.tcp1_gbps)),
+            fmt_ratio(ratio(shg.udp_rx_kpps, fwd.udp_rx_kpps)),
+            rtt_diff(shg.rtt_median_ms, fwd.rtt_median_ms),
+        )
     }
 
     /// The issue's targets checked against this run's medians.
@@ -526,6 +560,7 @@ impl Report {
             };
             let _ = writeln!(s, "| {} | {} | {met} |", t.what, t.measured);
         }
+        s.push_str(&self.reference_note());
         s.push_str("\nEvery repetition (TCP 1 / TCP 4 Gbit/s, UDP rx kpps, RTT median ms):\n\n");
         s.push_str("| configuration |");
         for r in 1..=self.reps {
@@ -1014,6 +1049,9 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
     )?;
     log_step("OVS netdev bridge up (userspace TSO)");
 
+    // The I/O reference: this executable's `bench forward` between the two ports.
+    let mut fwd = start_forward(&topo, &dir)?;
+
     // shg-switch, one flow.
     let mut shg = Shg::start(
         &env,
@@ -1074,6 +1112,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
         ping_count: if opts.quick { 10 } else { 20 },
         pids: vec![
             (Config::Ovs, ovs.pid()),
+            (Config::Forward, fwd.pid()),
             (Config::Shg, shg.pid()),
             (Config::ShgFlows, shg_many.pid()),
             (Config::ShgQueues, shg_q.pid()),
@@ -1098,7 +1137,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             cfg,
             rss_start_kb: ctx.pid(cfg).and_then(|p| procfs::rss_kb(p).ok()),
             flows: match cfg {
-                Config::Bridge => None,
+                Config::Bridge | Config::Forward => None,
                 Config::Ovs => Some(count_dumped_flows(&dump_ovs)),
                 Config::Shg => Some(count_dumped_flows(&dump1)),
                 Config::ShgFlows => Some(n_many),
@@ -1136,6 +1175,12 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             );
             report.samples.push(s);
             ovs.check_alive()?;
+            if let Some(code) = fwd.exited() {
+                return Err(io::Error::other(format!(
+                    "the forwarder exited with {code}: {}",
+                    fwd.describe()
+                )));
+            }
             shg.check_alive()?;
             shg_many.check_alive()?;
             shg_q.check_alive()?;
@@ -1159,6 +1204,24 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
     report.info = info;
     write_outputs(&dir, &report.json(), &report.markdown())?;
     Ok((report, dir))
+}
+
+/// Starts [`super::forward`] (`shg-scenario bench forward`, this executable) in the switch
+/// namespace between the [`Config::Forward`] ports; waits until both are open.
+fn start_forward(topo: &Topo, dir: &Path) -> io::Result<Proc> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["bench", "forward"])
+        .args(topo.sw_ports(Config::Forward));
+    let log = dir.join("afpacket-forward.log");
+    let mut proc = Proc::spawn_in(&topo.sw, &cmd, &log)?;
+    if !wait_for_file_text(&log, "forwarding", Duration::from_secs(5)) || proc.exited().is_some() {
+        return Err(io::Error::other(format!(
+            "the AF_PACKET forwarder did not start: {}",
+            proc.describe()
+        )));
+    }
+    Ok(proc)
 }
 
 /// Writes results.json and results.md into `dir`.
@@ -1193,6 +1256,7 @@ mod tests {
             samples.push(sample(Config::Shg, rep, 11.0 * k, 90.0 * k, 0.070));
             samples.push(sample(Config::ShgFlows, rep, 10.5 * k, 88.0 * k, 0.071));
             samples.push(sample(Config::ShgQueues, rep, 9.0 * k, 85.0 * k, 0.072));
+            samples.push(sample(Config::Forward, rep, 12.5 * k, 95.0 * k, 0.050));
         }
         // A failed repetition does not count as zero.
         samples[2].tcp1_gbps = None;
@@ -1270,6 +1334,26 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("shg rep 1: tcp1: boom"), "{md}");
+        // The reference (12.5 Gbit/s, 95 kpps, 0.050 ms) against the bridge, and shg-switch
+        // (11.0 from reps 2 and 3, 90, 0.070) against the reference.
+        assert!(
+            md.contains(
+                "against the bridge: TCP 1 stream 1.04×, 64-byte UDP 0.95×, idle RTT median \
+                 +0.010 ms;"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "against the reference: TCP 1 stream 0.88×, 64-byte UDP 0.95×, idle RTT median \
+                 +0.020 ms;"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| afpacket_forward | 12.50 / 13.75, 95, 0.050 |"),
+            "{md}"
+        );
         assert!(
             md.contains("| shg | - / 12.10, 90, 0.070 (errors) |"),
             "{md}"
@@ -1291,20 +1375,21 @@ mod tests {
             "{md}"
         );
         let j = r.json();
-        assert_eq!(j["configs"][2]["key"], "shg");
+        assert_eq!(j["configs"][2]["key"], "afpacket_forward");
+        assert_eq!(j["configs"][3]["key"], "shg");
         assert_eq!(
             j["configs"][1]["ratio_vs_bridge"]["tcp1"],
             json!(5.0 / 12.0)
         );
-        assert_eq!(j["configs"][4]["key"], "shg_queues");
+        assert_eq!(j["configs"][5]["key"], "shg_queues");
         assert_eq!(
-            j["configs"][4]["ratio_vs_ovs"]["udp_rx"],
+            j["configs"][5]["ratio_vs_ovs"]["udp_rx"],
             json!(85.0 / 50.0)
         );
-        assert_eq!(j["configs"][4]["flows"], json!(2));
-        assert_eq!(j["configs"][4]["queue_tx_packets"]["1"], json!(1_000_000));
-        assert_eq!(j["configs"][3]["queue_tx_packets"], Value::Null);
-        assert_eq!(j["samples"].as_array().unwrap().len(), 15);
+        assert_eq!(j["configs"][5]["flows"], json!(2));
+        assert_eq!(j["configs"][5]["queue_tx_packets"]["1"], json!(1_000_000));
+        assert_eq!(j["configs"][4]["queue_tx_packets"], Value::Null);
+        assert_eq!(j["samples"].as_array().unwrap().len(), 18);
         assert_eq!(j["targets"][0]["met"], json!(true));
         assert!(
             md.contains("median of 30): same CPU 28.2 µs, two CPUs - µs."),

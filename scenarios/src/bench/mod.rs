@@ -6,11 +6,14 @@
 //!
 //! Owns: its namespaces (per-run prefix), the processes it starts (stopped by PID through the
 //! [`Proc`] guards), an OVS instance with private directories, and its output directory. Must
-//! never: depend on switch internals (it runs the `shg-switch` binary as a user would), stop a
-//! process by name, or use addresses outside 198.18.0.0/15 and 2001:db8::/32.
+//! never: depend on switch internals (it runs the `shg-switch` binary as a user would; the one
+//! exception is [`forward`], the I/O reference, which is built from the switch's port backend
+//! on purpose), stop a process by name, or use addresses outside 198.18.0.0/15 and
+//! 2001:db8::/32.
 
 pub mod datapath;
 pub mod flows;
+pub mod forward;
 pub mod qos;
 pub mod stall;
 pub mod wake;
