@@ -7,7 +7,7 @@
 //! shg-scenario bench qos [--quick] [--reps N] [--out DIR] [--configs LIST] [--phase-secs S]
 //!                        [--switch PATH]
 //! shg-scenario bench stall [--flows N] [--reps N] [--out DIR] [--switch PATH]
-//! shg-scenario bench forward IF_A IF_B   (the I/O reference bench datapath runs; bench::forward)
+//! shg-scenario bench forward IF_A IF_B [--kernel]   (the I/O reference bench datapath runs; bench::forward)
 //! shg-scenario run FILE|NAME [--out DIR] | check FILE|NAME | list   (shg_scenario::scenario)
 //! ```
 
@@ -61,7 +61,7 @@ enum Cmd {
     /// The FLOW_MOD client of `bench stall` (run by it inside the switch namespace).
     Storm(String, usize),
     /// The I/O reference of `bench datapath` (run by it inside the switch namespace).
-    Forward(String, String),
+    Forward(String, String, bool),
     Help,
 }
 
@@ -173,7 +173,12 @@ fn parse(args: Vec<String>) -> Result<Cmd, String> {
         (Some("bench"), Some("forward")) => {
             let a = value::<String>("forward IF_A", it.next())?;
             let b = value::<String>("forward IF_B", it.next())?;
-            Ok(Cmd::Forward(a, b))
+            let kernel = match it.next().as_deref() {
+                None => false,
+                Some("--kernel") => true,
+                Some(f) => return Err(format!("{f}: unknown option")),
+            };
+            Ok(Cmd::Forward(a, b, kernel))
         }
         _ => Err("unknown command".into()),
     }
@@ -200,8 +205,8 @@ fn main() -> ExitCode {
         Cmd::Flows(o) => run_flows(&o).map(|(r, dir)| (r.markdown(), dir)),
         Cmd::Qos(o) => run_qos(&o).map(|(r, dir)| (r.markdown(), dir)),
         Cmd::Stall(o) => run_stall(&o).map(|(r, dir)| (r.markdown(), dir)),
-        Cmd::Forward(a, b) => {
-            let Err(e) = forward(&a, &b);
+        Cmd::Forward(a, b, kernel) => {
+            let Err(e) = forward(&a, &b, kernel);
             eprintln!("shg-scenario bench forward: {e}");
             return ExitCode::FAILURE;
         }

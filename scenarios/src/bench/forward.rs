@@ -15,19 +15,41 @@
 use shg_switch::datapath::SPIN;
 use shg_switch::port::afpacket::AfPacketPort;
 use shg_switch::port::dummy::ppoll;
+use shg_switch::port::kfast::{FastKey, FastPath};
 use shg_switch::port::{Packet, PortBackend};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io;
 use std::time::Instant;
 
+/// Fast-path entries at most (MAC pairs per direction).
+const FAST_ENTRIES: u32 = 4096;
 /// Frames taken from one port per turn (as the datapath's `RX_BATCH`).
 const BATCH: usize = shg_switch::datapath::RX_BATCH;
 
 /// Forwards between `a` and `b` until the process is killed (signals keep their default
 /// action: nothing to tear down). Returns only with an error: a port that cannot be opened,
 /// or `ppoll` failing.
-pub fn forward(a: &str, b: &str) -> io::Result<Infallible> {
+///
+/// With `kernel`, the forwarder also runs the in-kernel fast path ([`FastPath`]): after it
+/// has forwarded a frame, frames with the same input port and MAC addresses are forwarded by
+/// the kernel at the input's ingress and no longer reach it.
+pub fn forward(a: &str, b: &str, kernel: bool) -> io::Result<Infallible> {
     let mut ports = [AfPacketPort::open(a)?, AfPacketPort::open(b)?];
+    let ifindex = [ports[0].ifindex(), ports[1].ifindex()];
+    let fast = if kernel {
+        let mut f = FastPath::new(FAST_ENTRIES)?;
+        for (port, &i) in ports.iter().zip(&ifindex) {
+            f.attach_ingress(i)?;
+            if let Some(fd) = port.fd() {
+                f.filter_socket(fd)?;
+            }
+        }
+        Some(f)
+    } else {
+        None
+    };
+    let mut taught: HashSet<FastKey> = HashSet::new();
     let fds = [ports[0].fd(), ports[1].fd()];
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
@@ -39,7 +61,14 @@ pub fn forward(a: &str, b: &str) -> io::Result<Infallible> {
         .collect();
     let mut rx: Vec<Packet> = Vec::with_capacity(BATCH);
     let mut last_rx: Option<Instant> = None;
-    eprintln!("forwarding {a} <-> {b}");
+    eprintln!(
+        "forwarding {a} <-> {b}{}",
+        if fast.is_some() {
+            " (kernel fast path)"
+        } else {
+            ""
+        }
+    );
     loop {
         // Spin (zero timeout) while frames arrived within SPIN, else sleep.
         let spinning = last_rx.is_some_and(|t| t.elapsed() < SPIN);
@@ -59,6 +88,16 @@ pub fn forward(a: &str, b: &str) -> io::Result<Infallible> {
             let to = 1 - from;
             // Refusals (full queue, link down) are dropped, as the datapath drops them.
             let _ = ports[to].send_batch(&rx);
+            if let Some(f) = &fast {
+                for p in &rx {
+                    let Some(k) = FastKey::of_frame(ifindex[from], &p.data) else {
+                        continue;
+                    };
+                    if taught.len() < FAST_ENTRIES as usize && taught.insert(k) {
+                        f.insert(&k, ifindex[to])?;
+                    }
+                }
+            }
             for p in rx.drain(..) {
                 p.recycle();
             }

@@ -6,6 +6,7 @@
 
 pub mod afpacket;
 pub mod dummy;
+pub mod kfast;
 pub mod link;
 pub mod pool;
 pub mod tap;

@@ -1,0 +1,155 @@
+//! The in-kernel fast path (`port::kfast`) on a real kernel (root; SKIP otherwise).
+//!
+//! ```text
+//!   h1: a 198.18.62.1/24 ──veth── sw: s1        s2 ──veth── h2: b 198.18.62.2/24
+//! ```
+//!
+//! No forwarder runs in user space: h1 reaches h2 only if the tcx programs at s1 and s2 redirect
+//! the frames of the two entries (h1's MAC to h2's and back). Checks: ping works with the entries
+//! and fails once they are removed; every ping was counted on its entry; a packet socket on s1
+//! with the filter never sees a frame of an entry, and still sees a frame of no entry.
+
+#[path = "../../tests/common/netns.rs"]
+mod netns;
+
+use netns::{prefix, skip_unless_root, Netns, Veth};
+use shg_switch::port::afpacket::AfPacketPort;
+use shg_switch::port::kfast::{FastKey, FastPath};
+use shg_switch::port::link::enter_netns;
+use shg_switch::port::{Packet, PortBackend};
+use std::path::Path;
+
+fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
+    let text = ns.mac(ifname).unwrap();
+    let mut m = [0u8; 6];
+    for (b, h) in m.iter_mut().zip(text.trim().split(':')) {
+        *b = u8::from_str_radix(h, 16).unwrap();
+    }
+    m
+}
+
+fn received_keys(port: &mut AfPacketPort, ifindex: u32) -> Vec<FastKey> {
+    let mut out: Vec<Packet> = Vec::new();
+    while port.recv_batch(&mut out, 32).unwrap() > 0 {}
+    out.iter()
+        .filter_map(|p| FastKey::of_frame(ifindex, &p.data))
+        .collect()
+}
+
+#[test]
+fn kernel_redirects_entries_and_the_socket_skips_them() {
+    if skip_unless_root("kernel_redirects_entries_and_the_socket_skips_them") {
+        return;
+    }
+    let p = prefix();
+    let sw = Netns::new(&format!("{p}sw")).unwrap();
+    let h1 = Netns::new(&format!("{p}h1")).unwrap();
+    let h2 = Netns::new(&format!("{p}h2")).unwrap();
+    let (a, b, s1, s2) = (
+        format!("{p}a"),
+        format!("{p}b"),
+        format!("{p}s1"),
+        format!("{p}s2"),
+    );
+    let _v1 = Veth::new(&a, &h1, &s1, &sw).unwrap();
+    let _v2 = Veth::new(&b, &h2, &s2, &sw).unwrap();
+    h1.add_addr(&a, "198.18.62.1/24").unwrap();
+    h2.add_addr(&b, "198.18.62.2/24").unwrap();
+    let (mac1, mac2) = (mac(&h1, &a), mac(&h2, &b));
+    // Static neighbours: no ARP broadcast (it has no entry), and a host with no entry at all.
+    let neigh = |ns: &Netns, ip: &str, lladdr: &str, dev: &str| {
+        ns.exec_ok(&[
+            "ip",
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            lladdr,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    };
+    let hex = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    neigh(&h1, "198.18.62.2", &hex(mac2), &a);
+    neigh(&h2, "198.18.62.1", &hex(mac1), &b);
+    neigh(&h1, "198.18.62.9", "02:00:00:00:00:99", &a);
+
+    let sw_path = Path::new("/run/netns").join(sw.name());
+    let (s1c, s2c) = (s1.clone(), s2.clone());
+    let h1n = h1.name().to_string();
+    std::thread::spawn(move || {
+        enter_netns(&sw_path).unwrap();
+        let mut port1 = AfPacketPort::open(&s1c).unwrap();
+        let port2 = AfPacketPort::open(&s2c).unwrap();
+        let (i1, i2) = (port1.ifindex(), port2.ifindex());
+        let ping = |dst: &str| {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &h1n, "ping", "-n", "-c", "3", "-i", "0.2"])
+                .args(["-W", "1", dst])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        let mut fast = FastPath::new(64).unwrap();
+        fast.attach_ingress(i1).unwrap();
+        fast.attach_ingress(i2).unwrap();
+        fast.filter_socket(port1.fd().unwrap()).unwrap();
+        let there = FastKey {
+            in_ifindex: i1,
+            dst: mac2,
+            src: mac1,
+        };
+        let back = FastKey {
+            in_ifindex: i2,
+            dst: mac1,
+            src: mac2,
+        };
+        assert!(!ping("198.18.62.2"), "h1 reached h2 with no entry");
+        let _ = received_keys(&mut port1, i1);
+
+        fast.insert(&there, i2).unwrap();
+        fast.insert(&back, i1).unwrap();
+        let mut keys = fast.keys().unwrap();
+        keys.sort_by_key(|k| k.in_ifindex);
+        let mut want = vec![there, back];
+        want.sort_by_key(|k| k.in_ifindex);
+        assert_eq!(keys, want);
+        assert!(ping("198.18.62.2"), "no ping through the kernel fast path");
+        let c = fast.counters(&there).unwrap().unwrap();
+        assert!(c.packets >= 3 && c.bytes >= 3 * 98, "{c:?}");
+        assert!(fast.counters(&back).unwrap().unwrap().packets >= 3);
+        // The filtered socket saw none of the redirected frames.
+        let seen = received_keys(&mut port1, i1);
+        assert!(!seen.contains(&there), "the socket got an offloaded frame");
+
+        // A frame of no entry still reaches the socket.
+        assert!(!ping("198.18.62.9"));
+        let seen = received_keys(&mut port1, i1);
+        assert!(
+            seen.iter().any(|k| k.dst == [2, 0, 0, 0, 0, 0x99]),
+            "the socket missed a frame of no entry: {seen:?}"
+        );
+
+        let last = fast.remove(&there).unwrap().unwrap();
+        assert!(last.packets >= c.packets);
+        assert_eq!(fast.remove(&there).unwrap(), None);
+        assert!(
+            !ping("198.18.62.2"),
+            "forwarded after the entry was removed"
+        );
+        // Removed from the map, so the socket sees that flow's frames again.
+        let seen = received_keys(&mut port1, i1);
+        assert!(seen.contains(&there), "{seen:?}");
+    })
+    .join()
+    .unwrap();
+}
