@@ -1,6 +1,7 @@
 //! `shg-scenario bench forward`, the I/O reference of `bench datapath`, in network namespaces
 //! (root; SKIP otherwise): it forwards both ways between its two ports (ping across it, small
-//! and 8000-byte), and a port that does not exist is refused with its name.
+//! and 8000-byte), also with `--kernel` (the kernel fast path takes over after the first frame
+//! of each MAC pair), and a port that does not exist is refused with its name.
 
 use shg_scenario::netns::{prefix, skip_unless_root, Netns, Proc, Veth};
 use std::path::PathBuf;
@@ -18,6 +19,18 @@ fn forwards_both_ways_between_its_two_ports() {
     if skip_unless_root("forwards_both_ways_between_its_two_ports") {
         return;
     }
+    forwards_both_ways(&[]);
+}
+
+#[test]
+fn forwards_both_ways_with_the_kernel_fast_path() {
+    if skip_unless_root("forwards_both_ways_with_the_kernel_fast_path") {
+        return;
+    }
+    forwards_both_ways(&["--kernel"]);
+}
+
+fn forwards_both_ways(extra: &[&str]) {
     let p = prefix();
     let sw = Netns::new(&format!("{p}sw")).unwrap();
     let h1 = Netns::new(&format!("{p}h1")).unwrap();
@@ -33,9 +46,10 @@ fn forwards_both_ways_between_its_two_ports() {
         "h1 reached h2 without the forwarder"
     );
 
-    let dir = scratch("fwd");
+    let dir = scratch(if extra.is_empty() { "fwd" } else { "kernel" });
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shg-scenario"));
-    cmd.args(["bench", "forward", &format!("{p}s1"), &format!("{p}s2")]);
+    cmd.args(["bench", "forward", &format!("{p}s1"), &format!("{p}s2")])
+        .args(extra);
     let mut fwd = Proc::spawn_in(&sw, &cmd, &dir.join("forward.log")).unwrap();
     assert!(
         h1.ping_until("198.18.61.2", Duration::from_secs(5)),

@@ -68,6 +68,8 @@ pub enum Config {
     /// The I/O reference: shg-switch's AF_PACKET ports forwarding to each other, no OpenFlow
     /// ([`super::forward`]).
     Forward,
+    /// The I/O reference with the in-kernel fast path ([`super::forward`] `--kernel`).
+    ForwardKernel,
     Shg,
     ShgFlows,
     /// shg-switch from [`shg_queues_toml`] with [`shg_queues_flows`].
@@ -76,10 +78,11 @@ pub enum Config {
 
 impl Config {
     /// In the order of the first repetition.
-    pub const ALL: [Config; 6] = [
+    pub const ALL: [Config; 7] = [
         Config::Bridge,
         Config::Ovs,
         Config::Forward,
+        Config::ForwardKernel,
         Config::Shg,
         Config::ShgFlows,
         Config::ShgQueues,
@@ -91,6 +94,7 @@ impl Config {
             Config::Bridge => "bridge",
             Config::Ovs => "ovs_tso",
             Config::Forward => "afpacket_forward",
+            Config::ForwardKernel => "kernel_fast_path",
             Config::Shg => "shg",
             Config::ShgFlows => "shg_flows",
             Config::ShgQueues => "shg_queues",
@@ -103,6 +107,10 @@ impl Config {
             Config::Bridge => "Linux bridge".into(),
             Config::Ovs => "OVS 3.1 userspace (netdev) + userspace TSO".into(),
             Config::Forward => "shg's AF_PACKET port I/O alone, no OpenFlow (reference)".into(),
+            Config::ForwardKernel => {
+                "the reference + kernel fast path (tcx/BPF redirect after a MAC pair's first frame)"
+                    .into()
+            }
             Config::Shg => "shg-switch, 1 flow (`actions=NORMAL`)".into(),
             Config::ShgFlows => format!("shg-switch, {flows} flows + catch-all NORMAL"),
             Config::ShgQueues => format!(
@@ -117,6 +125,7 @@ impl Config {
             Config::Bridge => 'b',
             Config::Ovs => 'o',
             Config::Forward => 'f',
+            Config::ForwardKernel => 'x',
             Config::Shg => 's',
             Config::ShgFlows => 'k',
             Config::ShgQueues => 'q',
@@ -129,6 +138,7 @@ impl Config {
             Config::Bridge => 1,
             Config::Ovs => 2,
             Config::Forward => 6,
+            Config::ForwardKernel => 7,
             Config::Shg => 3,
             Config::ShgFlows => 4,
             Config::ShgQueues => 5,
@@ -337,6 +347,7 @@ impl Report {
     fn reference_note(&self) -> String {
         let br = medians(&self.samples, Config::Bridge);
         let fwd = medians(&self.samples, Config::Forward);
+        let kern = medians(&self.samples, Config::ForwardKernel);
         let shg = medians(&self.samples, Config::Shg);
         let rtt_diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => format!("{:+.3} ms", a - b),
@@ -355,6 +366,14 @@ impl Report {
             fmt_ratio(ratio(shg.tcp1_gbps, fwd.tcp1_gbps)),
             fmt_ratio(ratio(shg.udp_rx_kpps, fwd.udp_rx_kpps)),
             rtt_diff(shg.rtt_median_ms, fwd.rtt_median_ms),
+        ) + &format!(
+            "With the kernel fast path (`{}`: the same forwarder, whose frames after a MAC pair's \
+             first are redirected at the input's tc ingress by a BPF program and skipped by its \
+             sockets), against the bridge: TCP 1 stream {}, 64-byte UDP {}, idle RTT median {}.\n",
+            Config::ForwardKernel.key(),
+            fmt_ratio(ratio(kern.tcp1_gbps, br.tcp1_gbps)),
+            fmt_ratio(ratio(kern.udp_rx_kpps, br.udp_rx_kpps)),
+            rtt_diff(kern.rtt_median_ms, br.rtt_median_ms),
         )
     }
 
@@ -1050,7 +1069,8 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
     log_step("OVS netdev bridge up (userspace TSO)");
 
     // The I/O reference: this executable's `bench forward` between the two ports.
-    let mut fwd = start_forward(&topo, &dir)?;
+    let mut fwd = start_forward(&topo, &dir, Config::Forward)?;
+    let mut fwd_kernel = start_forward(&topo, &dir, Config::ForwardKernel)?;
 
     // shg-switch, one flow.
     let mut shg = Shg::start(
@@ -1113,6 +1133,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
         pids: vec![
             (Config::Ovs, ovs.pid()),
             (Config::Forward, fwd.pid()),
+            (Config::ForwardKernel, fwd_kernel.pid()),
             (Config::Shg, shg.pid()),
             (Config::ShgFlows, shg_many.pid()),
             (Config::ShgQueues, shg_q.pid()),
@@ -1137,7 +1158,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             cfg,
             rss_start_kb: ctx.pid(cfg).and_then(|p| procfs::rss_kb(p).ok()),
             flows: match cfg {
-                Config::Bridge | Config::Forward => None,
+                Config::Bridge | Config::Forward | Config::ForwardKernel => None,
                 Config::Ovs => Some(count_dumped_flows(&dump_ovs)),
                 Config::Shg => Some(count_dumped_flows(&dump1)),
                 Config::ShgFlows => Some(n_many),
@@ -1175,11 +1196,13 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             );
             report.samples.push(s);
             ovs.check_alive()?;
-            if let Some(code) = fwd.exited() {
-                return Err(io::Error::other(format!(
-                    "the forwarder exited with {code}: {}",
-                    fwd.describe()
-                )));
+            for f in [&mut fwd, &mut fwd_kernel] {
+                if let Some(code) = f.exited() {
+                    return Err(io::Error::other(format!(
+                        "a forwarder exited with {code}: {}",
+                        f.describe()
+                    )));
+                }
             }
             shg.check_alive()?;
             shg_many.check_alive()?;
@@ -1207,13 +1230,16 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
 }
 
 /// Starts [`super::forward`] (`shg-scenario bench forward`, this executable) in the switch
-/// namespace between the [`Config::Forward`] ports; waits until both are open.
-fn start_forward(topo: &Topo, dir: &Path) -> io::Result<Proc> {
+/// namespace between `cfg`'s ports, with `--kernel` for [`Config::ForwardKernel`]; waits
+/// until both are open.
+fn start_forward(topo: &Topo, dir: &Path, cfg: Config) -> io::Result<Proc> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args(["bench", "forward"])
-        .args(topo.sw_ports(Config::Forward));
-    let log = dir.join("afpacket-forward.log");
+    cmd.args(["bench", "forward"]).args(topo.sw_ports(cfg));
+    if cfg == Config::ForwardKernel {
+        cmd.arg("--kernel");
+    }
+    let log = dir.join(format!("{}.log", cfg.key()));
     let mut proc = Proc::spawn_in(&topo.sw, &cmd, &log)?;
     if !wait_for_file_text(&log, "forwarding", Duration::from_secs(5)) || proc.exited().is_some() {
         return Err(io::Error::other(format!(
@@ -1257,6 +1283,13 @@ mod tests {
             samples.push(sample(Config::ShgFlows, rep, 10.5 * k, 88.0 * k, 0.071));
             samples.push(sample(Config::ShgQueues, rep, 9.0 * k, 85.0 * k, 0.072));
             samples.push(sample(Config::Forward, rep, 12.5 * k, 95.0 * k, 0.050));
+            samples.push(sample(
+                Config::ForwardKernel,
+                rep,
+                11.5 * k,
+                98.0 * k,
+                0.041,
+            ));
         }
         // A failed repetition does not count as zero.
         samples[2].tcp1_gbps = None;
@@ -1355,6 +1388,13 @@ mod tests {
             "{md}"
         );
         assert!(
+            md.contains(
+                "by a BPF program and skipped by its sockets), against the bridge: TCP 1 stream \
+                 0.96×, 64-byte UDP 0.98×, idle RTT median +0.001 ms."
+            ),
+            "{md}"
+        );
+        assert!(
             md.contains("| shg | - / 12.10, 90, 0.070 (errors) |"),
             "{md}"
         );
@@ -1376,20 +1416,21 @@ mod tests {
         );
         let j = r.json();
         assert_eq!(j["configs"][2]["key"], "afpacket_forward");
-        assert_eq!(j["configs"][3]["key"], "shg");
+        assert_eq!(j["configs"][3]["key"], "kernel_fast_path");
+        assert_eq!(j["configs"][4]["key"], "shg");
         assert_eq!(
             j["configs"][1]["ratio_vs_bridge"]["tcp1"],
             json!(5.0 / 12.0)
         );
-        assert_eq!(j["configs"][5]["key"], "shg_queues");
+        assert_eq!(j["configs"][6]["key"], "shg_queues");
         assert_eq!(
-            j["configs"][5]["ratio_vs_ovs"]["udp_rx"],
+            j["configs"][6]["ratio_vs_ovs"]["udp_rx"],
             json!(85.0 / 50.0)
         );
-        assert_eq!(j["configs"][5]["flows"], json!(2));
-        assert_eq!(j["configs"][5]["queue_tx_packets"]["1"], json!(1_000_000));
-        assert_eq!(j["configs"][4]["queue_tx_packets"], Value::Null);
-        assert_eq!(j["samples"].as_array().unwrap().len(), 18);
+        assert_eq!(j["configs"][6]["flows"], json!(2));
+        assert_eq!(j["configs"][6]["queue_tx_packets"]["1"], json!(1_000_000));
+        assert_eq!(j["configs"][5]["queue_tx_packets"], Value::Null);
+        assert_eq!(j["samples"].as_array().unwrap().len(), 21);
         assert_eq!(j["targets"][0]["met"], json!(true));
         assert!(
             md.contains("median of 30): same CPU 28.2 µs, two CPUs - µs."),
