@@ -149,6 +149,13 @@ impl MegaflowCache {
         hit
     }
 
+    /// The walk remembered for `key`, if any, without counting a hit or a miss.
+    pub fn peek(&self, key: &FlowKey) -> Option<&Cached> {
+        self.subs
+            .iter()
+            .find_map(|s| s.map.get(&masked(key, &s.mask)))
+    }
+
     /// Remembers `cached` for every key equal to `key` on the bits of `mask`.
     pub fn insert(&mut self, key: &FlowKey, mask: &FlowKey, cached: Cached) {
         if self.capacity == 0 {

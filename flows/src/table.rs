@@ -300,6 +300,25 @@ pub struct FlowTables {
     cache: MegaflowCache,
 }
 
+/// One table a walk visited and the entry it matched there (`None`: a miss).
+pub type Visit = (u8, Option<RuleId>);
+
+/// Counts `packets` packets of `bytes` bytes on the tables and entries of one walk.
+fn count_visits(tables: &mut [Table], visits: &[Visit], packets: u64, bytes: u64, now: u64) {
+    for &(t, id) in visits {
+        let Some(table) = tables.get_mut(usize::from(t)) else {
+            continue;
+        };
+        table.lookup_count = table.lookup_count.saturating_add(packets);
+        if let Some(e) = id.and_then(|id| table.cls.get_mut(id)) {
+            table.matched_count = table.matched_count.saturating_add(packets);
+            e.packet_count = e.packet_count.saturating_add(packets);
+            e.byte_count = e.byte_count.saturating_add(bytes);
+            e.last_used = now;
+        }
+    }
+}
+
 /// How a flow_mod selects existing entries (MODIFY*/DELETE*).
 struct Selector<'a> {
     fm: &'a FlowMod,
@@ -344,6 +363,25 @@ impl FlowTables {
     /// tables).
     pub fn set_cache_capacity(&mut self, capacity: usize) {
         self.cache = MegaflowCache::with_capacity(capacity);
+    }
+
+    /// The walk remembered in the megaflow cache for `key`, if any: its result and the tables
+    /// and entries a packet of it is counted on (what a copy of the decision repeated elsewhere
+    /// is credited to, with [`FlowTables::credit`]). Not counted as a cache hit or miss.
+    pub fn cached(&self, key: &FlowKey) -> Option<(&PipelineResult, &[Visit])> {
+        self.cache
+            .peek(key)
+            .map(|c| (c.result.as_ref(), c.visits.as_slice()))
+    }
+
+    /// Counts `packets` packets of `bytes` bytes in all on `visits` (from
+    /// [`FlowTables::cached`]): table lookups and matches, entry counters, `last_used`
+    /// = `now` (entries removed since are skipped). For packets forwarded outside this
+    /// process by a copy of the decision (the kernel fast path).
+    pub fn credit(&mut self, visits: &[Visit], packets: u64, bytes: u64, now: u64) {
+        if packets > 0 {
+            count_visits(&mut self.tables, visits, packets, bytes, now);
+        }
     }
 
     /// The megaflow cache's counters.

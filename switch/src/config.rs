@@ -65,6 +65,9 @@ Options:
   --n-tables N              number of flow tables, 1 to 254 (default 64)
   --datapath-priority P     normal (default) or realtime: the datapath thread runs SCHED_FIFO
                             (priority 10) so shaped ports are served on time on a busy machine
+  --kernel-fast-path on|off off (default) or on: decisions the kernel can repeat (one output
+                            of an unchanged untagged frame, decided by in_port and Ethernet
+                            header) are handed to BPF programs at the ports' ingress
   --log LEVEL               log filter (error, warn, info, debug, trace or a RUST_LOG directive)
   --check-config            validate the configuration, print it, and exit
   -h, --help                print this help
@@ -167,6 +170,9 @@ pub struct Config {
     /// `datapath_priority = "realtime"`: the datapath thread runs SCHED_FIFO (priority 10),
     /// so a shaped port's timer wake-ups are not delayed by other processes on the core.
     pub realtime: bool,
+    /// `kernel_fast_path = "on"`: start the datapath's kernel fast path
+    /// (`datapath::offload`).
+    pub kernel_fast_path: bool,
     /// Log filter from `--log` (RUST_LOG applies when absent).
     pub log: Option<String>,
 }
@@ -198,6 +204,9 @@ impl Config {
         s.push_str(&format!("n_tables: {}\n", self.n_tables));
         if self.realtime {
             s.push_str("datapath_priority: realtime\n");
+        }
+        if self.kernel_fast_path {
+            s.push_str("kernel_fast_path: on\n");
         }
         s.push_str(&format!("ctl: {}\n", self.ctl.display()));
         s
@@ -325,6 +334,7 @@ pub struct Raw {
     pub tls_ca: Option<Item<String>>,
     pub n_tables: Option<Item<String>>,
     pub datapath_priority: Option<Item<String>>,
+    pub kernel_fast_path: Option<Item<String>>,
     pub log: Option<Item<String>>,
 }
 
@@ -344,6 +354,7 @@ impl Raw {
             tls_ca: self.tls_ca.or(file.tls_ca),
             n_tables: self.n_tables.or(file.n_tables),
             datapath_priority: self.datapath_priority.or(file.datapath_priority),
+            kernel_fast_path: self.kernel_fast_path.or(file.kernel_fast_path),
             log: self.log.or(file.log),
         }
     }
@@ -395,6 +406,7 @@ where
             "--tls-ca",
             "--n-tables",
             "--datapath-priority",
+            "--kernel-fast-path",
             "--log",
         ];
         if !WITH_VALUE.contains(&name.as_str()) {
@@ -427,6 +439,7 @@ where
             "--tls-ca" => r.tls_ca = Some(item(place, value)),
             "--n-tables" => r.n_tables = Some(item(place, value)),
             "--datapath-priority" => r.datapath_priority = Some(item(place, value)),
+            "--kernel-fast-path" => r.kernel_fast_path = Some(item(place, value)),
             "--log" => r.log = Some(item(place, value)),
             "--controller" => r
                 .controllers
@@ -486,6 +499,7 @@ struct FileConfig {
     tls_ca: Option<String>,
     n_tables: Option<i64>,
     datapath_priority: Option<String>,
+    kernel_fast_path: Option<String>,
     log: Option<String>,
     port: Option<Vec<FilePort>>,
 }
@@ -550,6 +564,7 @@ pub fn parse_toml(file: &str, text: &str) -> Result<Raw, ConfigErrors> {
         tls_ca: s("tls_ca", fc.tls_ca),
         n_tables: fc.n_tables.map(|n| item("n_tables", n.to_string())),
         datapath_priority: s("datapath_priority", fc.datapath_priority),
+        kernel_fast_path: s("kernel_fast_path", fc.kernel_fast_path),
         log: s("log", fc.log),
         ports: fc.port.map(|ports| {
             ports
@@ -785,6 +800,21 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
         },
     };
 
+    let kernel_fast_path = match &raw.kernel_fast_path {
+        None => false,
+        Some(it) => match it.value.as_str() {
+            "off" => false,
+            "on" => true,
+            other => {
+                err(
+                    &it.place,
+                    format!("\"{other}\" is not a kernel fast path setting (on or off)"),
+                );
+                false
+            }
+        },
+    };
+
     let log = raw.log.as_ref().map(|it| {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&it.value) {
             err(
@@ -807,6 +837,7 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
             tls,
             n_tables,
             realtime,
+            kernel_fast_path,
             log,
         })
     } else {

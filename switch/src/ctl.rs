@@ -81,6 +81,8 @@ pub fn execute_with(
     now: u64,
     dp: Option<&DatapathStats>,
 ) -> Result<String, String> {
+    // Counters exact, and no decision handed to the kernel outlives a change made here.
+    of.entered(now);
     let line = line.trim();
     let (cmd, args) = match line.split_once(char::is_whitespace) {
         Some((c, a)) => (c, a.trim()),

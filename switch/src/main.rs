@@ -123,6 +123,9 @@ fn run(c: &Config) -> Result<(), String> {
         if c.realtime {
             dp.set_realtime(10);
         }
+        if c.kernel_fast_path {
+            dp.enable_kernel_fast_path();
+        }
         info!(
             datapath_id = format_args!("{:016x}", c.datapath_id),
             ports = c.ports.len() + usize::from(c.local.is_some()),

@@ -1420,3 +1420,192 @@ fn no_alloc_vlan_push_then_pop_in_a_second_table() {
     let expect = [(2, None), (3, None), (2, None), (3, None)];
     assert_no_alloc(&mut of, &frames, &expect);
 }
+
+// ---------------------------------------------------------------------------------------
+// Kernel fast path: which decisions the kernel may repeat, and how its counts come back.
+
+mod fast_path {
+    use super::*;
+    use shg_switch::datapath::offload::candidate;
+    use shg_switch::ofproto::{FastPath, FastRecord};
+    use std::sync::{Arc, Mutex};
+
+    /// Runs one frame and asks whether its decision may be repeated.
+    fn decide(of: &mut Ofproto, in_port: u32, data: Vec<u8>) -> Option<FastRecord> {
+        let mut key = FlowKey::default();
+        shg_flows::key::extract(&data, in_port, &mut key);
+        let out = run(of, in_port, data, SEC);
+        candidate(of, in_port, &key, &out)
+    }
+
+    #[test]
+    fn one_output_decided_by_the_ethernet_header_is_repeatable() {
+        let mut of = switch();
+        flow(
+            &mut of,
+            "priority=5,in_port=1,dl_dst=02:00:00:00:00:0b,actions=output:2",
+        );
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        assert_eq!((r.in_port, r.out_port, r.normal), (1, 2, None));
+        assert_eq!(r.visits.len(), 1);
+        assert!(r.visits[0].1.is_some(), "the entry it matched");
+        // The same header on another port matches nothing: not repeatable.
+        assert!(decide(&mut of, 3, tcp4()).is_none());
+    }
+
+    #[test]
+    fn a_decision_that_looked_beyond_the_ethernet_header_is_not() {
+        let mut of = switch();
+        flow(&mut of, "priority=5,in_port=1,tcp,actions=output:2");
+        flow(&mut of, "priority=1,actions=output:2");
+        assert!(decide(&mut of, 1, tcp4()).is_none(), "ip_proto in the mask");
+        // Also the lower-priority flow: the walk probed the tcp subtable.
+        assert!(decide(&mut of, 1, udp4()).is_none());
+    }
+
+    #[test]
+    fn rewrites_meters_queues_groups_floods_and_the_controller_are_not() {
+        for actions in [
+            "set_field:198.18.0.9->ip_dst,output:2",
+            "mod_dl_dst:02:00:00:00:00:0c,output:2",
+            "set_queue:1,output:2",
+            "group:1",
+            "output:2,output:3",
+            "CONTROLLER:128",
+            "FLOOD",
+            "dec_ttl,output:2",
+            "output:1",
+            "IN_PORT",
+        ] {
+            let mut of = switch();
+            group(&mut of, "group_id=1,type=all,bucket=actions=output:2");
+            flow(&mut of, &format!("priority=5,ip,actions={actions}"));
+            assert!(decide(&mut of, 1, tcp4()).is_none(), "{actions}");
+        }
+        let mut of = switch();
+        meter(&mut of, "meter=1,kbps,band=type=drop,rate=1000000");
+        flow(&mut of, "priority=5,actions=meter:1,output:2");
+        assert!(decide(&mut of, 1, tcp4()).is_none(), "meter");
+    }
+
+    #[test]
+    fn normal_is_repeatable_once_the_destination_is_learned() {
+        let mut of = switch();
+        flow(&mut of, "priority=0,actions=NORMAL");
+        // B unknown yet: flooded, not repeatable.
+        assert!(decide(&mut of, 1, tcp4()).is_none());
+        // B speaks on port 2; now A -> B is one output to port 2.
+        let mut back = tcp4();
+        back[..6].copy_from_slice(&MAC_A);
+        back[6..12].copy_from_slice(&MAC_B);
+        run(&mut of, 2, back, SEC);
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        assert_eq!((r.out_port, r.normal), (2, Some((MAC_A, MAC_B))));
+        // Broadcast is flooded.
+        let mut bcast = tcp4();
+        bcast[..6].copy_from_slice(&[0xff; 6]);
+        assert!(decide(&mut of, 1, bcast).is_none());
+    }
+
+    #[test]
+    fn standalone_without_a_controller_repeats_learned_unicast() {
+        // Controllers configured, none connected: NORMAL for every frame, no table visited.
+        let mut of = switch_with(FailMode::Standalone);
+        of.config.controllers_configured = true;
+        let mut back = tcp4();
+        back[..6].copy_from_slice(&MAC_A);
+        back[6..12].copy_from_slice(&MAC_B);
+        run(&mut of, 2, back.clone(), SEC);
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        assert_eq!((r.out_port, r.visits.len()), (2, 0));
+        // No controller configured: the tables decide and a miss is NORMAL (counted as a
+        // lookup of table 0); a flow that matches takes precedence.
+        let mut of = switch_with(FailMode::Standalone);
+        run(&mut of, 2, back, SEC);
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        assert_eq!((r.out_port, r.visits.clone()), (2, vec![(0, None)]));
+        assert!(r.normal.is_some());
+        flow(&mut of, "priority=1,ip,actions=output:3");
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        assert_eq!((r.out_port, r.normal), (3, None), "the flow decides now");
+    }
+
+    /// A fake fast path: each copy reports `per_report` packets of 100 bytes per report.
+    #[derive(Debug, Default)]
+    struct Fake {
+        copies: Vec<FastRecord>,
+        per_report: u64,
+        drains: usize,
+    }
+
+    impl FastPath for Fake {
+        fn drain(&mut self, credit: &mut dyn FnMut(&FastRecord, u64, u64) -> bool) {
+            self.drains += 1;
+            for r in self.copies.drain(..) {
+                credit(&r, self.per_report, self.per_report * 100);
+            }
+        }
+        fn sync(&mut self, credit: &mut dyn FnMut(&FastRecord, u64, u64) -> bool) {
+            let n = self.per_report;
+            self.copies.retain(|r| credit(r, n, n * 100));
+        }
+        fn is_empty(&self) -> bool {
+            self.copies.is_empty()
+        }
+    }
+
+    #[test]
+    fn the_core_takes_copies_back_before_acting_and_credits_what_they_forwarded() {
+        let mut of = switch();
+        flow(&mut of, "priority=5,in_port=1,actions=output:2");
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        let fake = Arc::new(Mutex::new(Fake {
+            copies: vec![r],
+            per_report: 10,
+            drains: 0,
+        }));
+        of.set_fast_path(fake.clone());
+        let rx0 = of.ports[&1].counters.rx_packets;
+        let tx0 = of.ports[&2].counters.tx_packets;
+        // A sync credits and keeps the copy.
+        assert!(of.sync_fast_path(2 * SEC));
+        // Any entry point takes it back, crediting again.
+        of.tick(3 * SEC);
+        let f = fake.lock().unwrap();
+        assert_eq!((f.drains, f.copies.len()), (1, 0));
+        drop(f);
+        let stats = of.tables.flow_stats(&FlowFilter::default());
+        assert_eq!(stats[0].1.packet_count, 1 + 20);
+        assert_eq!(stats[0].1.last_used, 3 * SEC);
+        assert_eq!(of.ports[&1].counters.rx_packets, rx0 + 20);
+        assert_eq!(of.ports[&2].counters.tx_packets, tx0 + 20);
+        assert_eq!(of.ports[&2].queues[&0].tx_bytes, tcp4().len() as u64 + 2000);
+        assert_eq!(of.tables.table_stats()[0].matched_count, 21);
+        // Nothing out: nothing to do.
+        assert!(!of.sync_fast_path(4 * SEC));
+    }
+
+    #[test]
+    fn a_normal_copy_is_taken_back_when_its_destination_moves() {
+        let mut of = switch();
+        flow(&mut of, "priority=0,actions=NORMAL");
+        let mut back = tcp4();
+        back[..6].copy_from_slice(&MAC_A);
+        back[6..12].copy_from_slice(&MAC_B);
+        run(&mut of, 2, back.clone(), SEC);
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        let fake = Arc::new(Mutex::new(Fake {
+            copies: vec![r],
+            per_report: 1,
+            drains: 0,
+        }));
+        of.set_fast_path(fake.clone());
+        assert!(of.sync_fast_path(2 * SEC), "still right");
+        // B moves to port 3 (the datapath takes copies back on MAC changes; the sync also
+        // finds it).
+        run(&mut of, 3, back, 2 * SEC);
+        assert!(!of.sync_fast_path(3 * SEC), "taken back");
+        // The source's learning was refreshed by the credited frames.
+        assert_eq!(of.mac_table.lookup(0, MAC_A, 3 * SEC), Some(1));
+    }
+}

@@ -7,7 +7,8 @@
 //! No forwarder runs in user space: h1 reaches h2 only if the tcx programs at s1 and s2 redirect
 //! the frames of the two entries (h1's MAC to h2's and back). Checks: ping works with the entries
 //! and fails once they are removed; every ping was counted on its entry; a packet socket on s1
-//! with the filter never sees a frame of an entry, and still sees a frame of no entry.
+//! with the filter never sees a frame of an entry, and still sees a frame of no entry and a
+//! VLAN-tagged frame of the same MAC pair (which the kernel does not redirect).
 
 #[path = "../../tests/common/netns.rs"]
 mod netns;
@@ -81,9 +82,29 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
     neigh(&h1, "198.18.62.2", &hex(mac2), &a);
     neigh(&h2, "198.18.62.1", &hex(mac1), &b);
     neigh(&h1, "198.18.62.9", "02:00:00:00:00:99", &a);
+    // Sends three frames from h1 to h2's MAC with an 802.1Q tag (VLAN 10), by a packet socket
+    // in h1 (this kernel may have no VLAN devices).
+    let h1_path = Path::new("/run/netns").join(h1.name());
+    let send_tagged = move |a: String| {
+        let h1_path = h1_path.clone();
+        std::thread::spawn(move || {
+            enter_netns(&h1_path).unwrap();
+            let mut port = AfPacketPort::open(&a).unwrap();
+            let mut f = Vec::new();
+            f.extend_from_slice(&mac2);
+            f.extend_from_slice(&mac1);
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);
+            f.resize(64, 0);
+            for _ in 0..3 {
+                assert_eq!(port.send_batch(&[Packet::plain(f.clone())]).unwrap(), 1);
+            }
+        })
+        .join()
+        .unwrap();
+    };
 
     let sw_path = Path::new("/run/netns").join(sw.name());
-    let (s1c, s2c) = (s1.clone(), s2.clone());
+    let (s1c, s2c, a) = (s1.clone(), s2.clone(), a.clone());
     let h1n = h1.name().to_string();
     std::thread::spawn(move || {
         enter_netns(&sw_path).unwrap();
@@ -107,11 +128,13 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
             in_ifindex: i1,
             dst: mac2,
             src: mac1,
+            ethertype: 0x0800,
         };
         let back = FastKey {
             in_ifindex: i2,
             dst: mac1,
             src: mac2,
+            ethertype: 0x0800,
         };
         assert!(!ping("198.18.62.2"), "h1 reached h2 with no entry");
         let _ = received_keys(&mut port1, i1);
@@ -138,6 +161,17 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
             seen.iter().any(|k| k.dst == [2, 0, 0, 0, 0, 0x99]),
             "the socket missed a frame of no entry: {seen:?}"
         );
+        // The same MAC pair with an 802.1Q tag is not the entry's: not redirected, not counted,
+        // and the socket gets it (with its tag put back by the port).
+        let before = fast.counters(&there).unwrap().unwrap();
+        send_tagged(a.clone());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let seen = received_keys(&mut port1, i1);
+        assert!(
+            seen.iter().any(|k| k.dst == mac2 && k.ethertype == 0x8100),
+            "the socket missed the tagged frames: {seen:?}"
+        );
+        assert_eq!(fast.counters(&there).unwrap().unwrap(), before);
 
         let last = fast.remove(&there).unwrap().unwrap();
         assert!(last.packets >= c.packets);

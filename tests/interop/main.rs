@@ -11,11 +11,14 @@
 //! - `osken_switch_tester_subset` (tester.rs) — os-ken's OF1.3 switch tester on a curated subset;
 //! - `ovs_ofctl_reads_queue_config_and_stats` (qos.rs) — ovs-ofctl queue-get-config, queue-stats
 //!   and dump-ports against a shg-switch with a shaped port and queues from its TOML file;
-//! - `oftest_suite` (oftest.rs) — OFTest's OpenFlow 1.3 suite (own topology: 4 veth pairs).
+//! - `oftest_suite` (oftest.rs) — OFTest's OpenFlow 1.3 suite (own topology: 4 veth pairs);
+//! - `kernel_fast_path_forwards_counts_and_obeys_flow_changes` (kfast.rs) — shg-switch with
+//!   its kernel fast path, ovs-ofctl reading counters and changing the flow.
 //!
 //! They need root; without it they print SKIP and pass. Logs of a failing test are kept under
 //! target/tmp/interop-*.
 
+mod kfast;
 #[path = "../common/netns.rs"]
 mod netns;
 mod ofctl;
@@ -37,7 +40,7 @@ use topo::{interop_dir, setup_venv, venv, Star, Switch, SwitchSpec, Target, TlsF
 /// Port of controllers inside the switch namespace (its own loopback: no collisions).
 const CTL_PORT: u16 = 6653;
 /// Passive listener of the switch for ovs-ofctl.
-const LISTEN_PORT: u16 = 6634;
+pub(crate) const LISTEN_PORT: u16 = 6634;
 /// TLS controller port.
 const TLS_PORT: u16 = 6658;
 

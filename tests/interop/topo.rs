@@ -100,6 +100,8 @@ pub(crate) struct SwitchSpec {
     pub(crate) tls: Option<TlsFiles>,
     /// `secure` or `standalone`
     pub(crate) fail_mode: &'static str,
+    /// More shg-switch options.
+    pub(crate) extra: Vec<String>,
 }
 
 impl SwitchSpec {
@@ -117,6 +119,7 @@ impl SwitchSpec {
             listen: vec![],
             tls: None,
             fail_mode: "secure",
+            extra: Vec::new(),
         }
     }
 }
@@ -194,6 +197,7 @@ fn start_shg(ns: &Netns, spec: &SwitchSpec, dir: &Path) -> io::Result<Proc> {
             .arg("--tls-ca")
             .arg(&tls.ca);
     }
+    cmd.args(&spec.extra);
     let level = std::env::var("SHG_INTEROP_LOG").unwrap_or_else(|_| "debug".into());
     cmd.arg("--log").arg(level);
     cmd.env("RUST_BACKTRACE", "1").env("NO_COLOR", "1");

@@ -52,13 +52,17 @@
 
 pub mod execute;
 pub mod normal;
+pub mod offload;
 pub mod segment;
 pub mod trace;
 
+use crate::ofproto::FastPath as _;
 use crate::ofproto::Ofproto;
 use crate::port::dummy::{ppoll, set_realtime, set_timer_slack, EventFd};
 use crate::port::link::LinkWatcher;
 use crate::port::{Packet, PortBackend};
+use shg_flows::field::FlowKey;
+use shg_flows::key::extract;
 use shg_flows::matches::Match;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
@@ -216,6 +220,8 @@ enum Cmd {
     RemovePort(u32),
     /// Switch the datapath thread to SCHED_FIFO at this priority.
     Realtime(i32),
+    /// Start the kernel fast path ([`offload`]).
+    KernelFastPath,
 }
 
 struct Shared {
@@ -273,6 +279,13 @@ impl DatapathHandle {
     /// system refuses (no CAP_SYS_NICE).
     pub fn set_realtime(&self, priority: i32) {
         self.shared.push(Cmd::Realtime(priority));
+    }
+
+    /// Starts the kernel fast path ([`offload`]): decisions the kernel can repeat are handed
+    /// to BPF programs at the ports' ingress. Logs a warning and goes on without it when the
+    /// kernel refuses (no tcx, no CAP_BPF).
+    pub fn enable_kernel_fast_path(&self) {
+        self.shared.push(Cmd::KernelFastPath);
     }
 
     /// Removes a port; its backend is closed by the datapath thread.
@@ -369,6 +382,10 @@ pub fn spawn(
         to_flush: Vec::new(),
         pending: BTreeMap::new(),
         qos_deadline: None,
+        offload: None,
+        to_hand: Vec::new(),
+        mac_changes: 0,
+        sync_deadline: None,
     };
     for (no, backend) in ports {
         dp.add_port(no, backend);
@@ -426,6 +443,27 @@ struct Loop {
     /// When a shaped port next has a frame due (None: every scheduler is empty), as last
     /// read under the lock.
     qos_deadline: Option<u64>,
+    /// The kernel fast path, once started (also installed in the `Ofproto`, which takes its
+    /// copies back before every change; locked after the `Ofproto` lock).
+    offload: Option<Arc<Mutex<offload::KernelOffload>>>,
+    /// Decisions to hand to the kernel once their frames are sent.
+    to_hand: Vec<offload::Pending>,
+    /// `MacTable::changes` when last looked at (a change takes every copy back).
+    mac_changes: u64,
+    /// When the fast path's counters are next credited (None: nothing handed over).
+    sync_deadline: Option<u64>,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// How often the counts of decisions handed to the kernel are credited (and idle ones taken
+/// back) while some are out.
+pub const FAST_SYNC: Duration = Duration::from_secs(1);
+
+fn lock_offload(o: &Mutex<offload::KernelOffload>) -> MutexGuard<'_, offload::KernelOffload> {
+    o.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn lock(of: &Mutex<Ofproto>) -> MutexGuard<'_, Ofproto> {
@@ -470,9 +508,12 @@ impl Loop {
             if !spinning {
                 spin_until = None;
             }
-            // Sleep until the next departure of a shaped port, if any; spinning polls.
-            let qos_in = self
-                .qos_deadline
+            // Sleep until the next departure of a shaped port or the fast path's next count,
+            // if any; spinning polls.
+            let qos_in = [self.qos_deadline, self.sync_deadline]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|t| Duration::from_nanos(t.saturating_sub((self.clock)())));
             let timeout = if spinning {
                 Some(Duration::ZERO)
@@ -481,6 +522,9 @@ impl Loop {
             };
             match ppoll(&mut self.pollfds, timeout) {
                 Ok(0) => {
+                    if self.sync_due() {
+                        self.fast_sync();
+                    }
                     if self.qos_due() {
                         bump(&self.shared.stats.qos_timer_wakeups, 1);
                         self.qos_pass();
@@ -531,6 +575,9 @@ impl Loop {
                     Self::apply_pending(&mut self.pending, &mut of);
                 }
             }
+            if self.sync_due() {
+                self.fast_sync();
+            }
         }
         if !self.pending.is_empty() {
             let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
@@ -541,6 +588,50 @@ impl Loop {
     /// Whether a shaped port has a frame due now.
     fn qos_due(&self) -> bool {
         self.qos_deadline.is_some_and(|t| t <= (self.clock)())
+    }
+
+    /// Whether the fast path's counts are due.
+    fn sync_due(&self) -> bool {
+        self.sync_deadline.is_some_and(|t| t <= (self.clock)())
+    }
+
+    /// Credits what the kernel forwarded for the handed-over decisions (taking idle or
+    /// outdated ones back); the next count is due in [`FAST_SYNC`] while any is out.
+    fn fast_sync(&mut self) {
+        let now = (self.clock)();
+        let out = {
+            let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
+            of.sync_fast_path(now)
+        };
+        self.sync_deadline = out.then(|| now.saturating_add(nanos(FAST_SYNC)));
+    }
+
+    /// Starts the kernel fast path on every kernel port (see [`offload`]).
+    fn start_fast_path(&mut self) {
+        if self.offload.is_some() {
+            return;
+        }
+        let mut o = match offload::KernelOffload::new() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "kernel fast path unavailable: every frame is forwarded by the datapath thread");
+                return;
+            }
+        };
+        for s in &self.slots {
+            if let (Some(i), Some(fd)) = (s.ifindex, s.backend.packet_socket()) {
+                if let Err(e) = o.attach(s.port_no, i, fd) {
+                    tracing::warn!(port = s.port_no, error = %e, "kernel fast path not attached to this port");
+                }
+            }
+        }
+        let o = Arc::new(Mutex::new(o));
+        let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
+        of.set_fast_path(o.clone());
+        self.mac_changes = of.mac_table.changes();
+        drop(of);
+        tracing::info!("kernel fast path started");
+        self.offload = Some(o);
     }
 
     /// Takes the frames due from every shaped port and sends them; notes the next deadline.
@@ -644,6 +735,7 @@ impl Loop {
                 }
                 Cmd::AddPort(no, backend) => self.add_port(no, backend),
                 Cmd::RemovePort(no) => self.remove_port(no),
+                Cmd::KernelFastPath => self.start_fast_path(),
                 Cmd::Realtime(prio) => match set_realtime(prio) {
                     Ok(()) => tracing::info!(priority = prio, "datapath thread runs SCHED_FIFO"),
                     Err(e) => {
@@ -670,6 +762,15 @@ impl Loop {
         });
         self.by_no.insert(port_no, self.slots.len() - 1);
         self.layout_dirty = true;
+        if let (Some(o), Some(i), Some(fd)) = (
+            &self.offload,
+            info.ifindex,
+            self.slots.last().and_then(|s| s.backend.packet_socket()),
+        ) {
+            if let Err(e) = lock_offload(o).attach(port_no, i, fd) {
+                tracing::warn!(port = port_no, error = %e, "kernel fast path not attached to this port");
+            }
+        }
         tracing::debug!(port = port_no, name = %info.name, link_up, "datapath port added");
         self.send_event(DpEvent::PortLink {
             port: port_no,
@@ -681,6 +782,12 @@ impl Loop {
         let Some(i) = self.by_no.remove(&port_no) else {
             return;
         };
+        if let Some(o) = &self.offload {
+            // Its decisions are taken back first: the core does so when the port goes.
+            let now = (self.clock)();
+            lock_of(&self.of, &self.shared.waiting_for_lock).drain_fast_path(now);
+            lock_offload(o).detach(port_no);
+        }
         self.slots.remove(i);
         self.by_no = self
             .slots
@@ -779,8 +886,35 @@ impl Loop {
         {
             let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
             Self::apply_pending(&mut self.pending, &mut of);
-            for pkt in self.rx.drain(..) {
-                execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
+            match &self.offload {
+                None => {
+                    for pkt in self.rx.drain(..) {
+                        execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
+                    }
+                }
+                Some(o) => {
+                    let mut o = lock_offload(o);
+                    for pkt in self.rx.drain(..) {
+                        let Some(fk) = o.probe(port_no, &pkt.data) else {
+                            execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
+                            continue;
+                        };
+                        let mut key = FlowKey::default();
+                        extract(&pkt.data, port_no, &mut key);
+                        let start = self.outputs.len();
+                        execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
+                        let outs = self.outputs.get(start..).unwrap_or(&[]);
+                        let rec = offload::candidate(&of, port_no, &key, outs);
+                        self.to_hand.extend(o.decided(fk, rec));
+                    }
+                    drop(o);
+                    // NORMAL's table changed: its copies may be wrong now.
+                    let changes = of.mac_table.changes();
+                    if changes != self.mac_changes {
+                        self.mac_changes = changes;
+                        of.drain_fast_path(now);
+                    }
+                }
             }
             Self::shape(
                 &mut of,
@@ -791,6 +925,17 @@ impl Loop {
             );
         }
         self.dispatch();
+        if let Some(o) = &self.offload {
+            if !self.to_hand.is_empty() {
+                let mut o = lock_offload(o);
+                for p in self.to_hand.drain(..) {
+                    o.hand_over(p);
+                }
+                if self.sync_deadline.is_none() && !o.is_empty() {
+                    self.sync_deadline = Some(now.saturating_add(nanos(FAST_SYNC)));
+                }
+            }
+        }
         true
     }
 

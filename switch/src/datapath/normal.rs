@@ -24,6 +24,9 @@ pub struct MacTable {
     entries: HashMap<(u16, [u8; 6]), Learned>,
     max_age_ns: u64,
     max_entries: usize,
+    /// Entries added, moved or removed so far (the kernel fast path's copies of NORMAL
+    /// decisions are taken back when it changes).
+    changes: u64,
 }
 
 impl Default for MacTable {
@@ -38,6 +41,7 @@ impl MacTable {
             entries: HashMap::new(),
             max_age_ns,
             max_entries: max_entries.max(1),
+            changes: 0,
         }
     }
 
@@ -51,6 +55,7 @@ impl MacTable {
         if let Some(e) = self.entries.get_mut(&key) {
             let moved = e.port != port;
             *e = Learned { port, seen: now };
+            self.changes += u64::from(moved);
             return moved;
         }
         if self.entries.len() >= self.max_entries {
@@ -67,6 +72,7 @@ impl MacTable {
             }
         }
         self.entries.insert(key, Learned { port, seen: now });
+        self.changes += 1;
         true
     }
 
@@ -78,14 +84,23 @@ impl MacTable {
 
     /// Forgets everything learned on `port` (port deleted or down).
     pub fn flush_port(&mut self, port: u32) {
+        let before = self.entries.len();
         self.entries.retain(|_, e| e.port != port);
+        self.changes += u64::from(self.entries.len() != before);
     }
 
     /// Drops entries older than the aging time.
     pub fn expire(&mut self, now: u64) {
         let max = self.max_age_ns;
+        let before = self.entries.len();
         self.entries
             .retain(|_, e| now.saturating_sub(e.seen) <= max);
+        self.changes += u64::from(self.entries.len() != before);
+    }
+
+    /// How many times an entry was added, moved or removed (a change counter).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     pub fn len(&self) -> usize {

@@ -50,10 +50,12 @@
 //!   shaped port are the scheduler's: tx_errors counts its drops (overflow and AQM).
 
 mod conn;
+mod fastpath;
 mod multipart;
 mod ports;
 
 pub use conn::{default_async_config, ConnState, PendingMultipart, Phase};
+pub use fastpath::{FastPath, FastRecord, SharedFastPath};
 pub use multipart::{table_features, MAX_PENDING_MULTIPART, MAX_REPLY_BODY};
 pub use ports::{tenths_of_percent, QosDequeue, QosEnqueue};
 
@@ -256,6 +258,11 @@ pub struct Ofproto {
     /// Group/meter flow reference counts need recounting before stats.
     refs_dirty: bool,
     next_xid: u32,
+    /// Decisions handed to a faster forwarder, taken back before every change
+    /// (`fastpath.rs`).
+    fast_path: Option<SharedFastPath>,
+    /// The latest `now` an entry point was given (for the one without a `now`).
+    last_now: u64,
 }
 
 /// Default `miss_send_len` (OFP_DEFAULT_MISS_SEND_LEN).
@@ -306,8 +313,17 @@ impl Ofproto {
             expiry_hint: None,
             refs_dirty: false,
             next_xid: 1,
+            fast_path: None,
+            last_now: 0,
             config,
         }
+    }
+
+    /// Every entry point that may change or read forwarding state starts here: decisions
+    /// handed to the fast path are taken back, with their counts (`fastpath.rs`).
+    pub(crate) fn entered(&mut self, now: u64) {
+        self.last_now = self.last_now.max(now);
+        self.drain_fast_path(self.last_now);
     }
 
     /// A fresh xid for a message we originate (HELLO, ECHO_REQUEST).
@@ -348,6 +364,7 @@ impl Ofproto {
     /// Time-driven work: flow expiry (FLOW_REMOVED), echo requests after `echo_interval` of
     /// silence, and closing connections silent for `echo_timeout`.
     pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+        self.entered(now);
         let mut fx = Vec::new();
         if self.expiry_hint.is_some_and(|t| t <= now) {
             let removed = self.tables.expire(now);
@@ -391,6 +408,7 @@ impl Ofproto {
 
     /// A new connection: we speak first with our HELLO.
     pub fn connect(&mut self, conn: ConnId, kind: ConnKind, now: u64) -> Vec<Effect> {
+        self.entered(now);
         self.conns.insert(conn, ConnState::new(kind, now));
         let xid = self.xid();
         vec![Effect::Send {
@@ -402,12 +420,14 @@ impl Ofproto {
 
     /// The connection is gone (closed by the peer, by I/O error, or after our Close).
     pub fn disconnect(&mut self, conn: ConnId) {
+        self.entered(self.last_now);
         self.conns.remove(&conn);
     }
 
     /// One complete OpenFlow frame from `conn` (the agent splits the stream with
     /// `wire::message::frame_len`).
     pub fn handle(&mut self, conn: ConnId, frame: &[u8], now: u64) -> Vec<Effect> {
+        self.entered(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             tracing::debug!(conn, "frame for an unknown or closed connection ignored");
             return Vec::new();

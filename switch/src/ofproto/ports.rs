@@ -103,6 +103,7 @@ impl Ofproto {
         link_up: bool,
         now: u64,
     ) -> Vec<Effect> {
+        self.entered(now);
         let mut queues = BTreeMap::new();
         queues.insert(
             0,
@@ -134,7 +135,8 @@ impl Ofproto {
     }
 
     /// Removes a port, forgets MACs learned on it and announces it (PORT_STATUS DELETE).
-    pub fn remove_port(&mut self, port_no: u32, _now: u64) -> Vec<Effect> {
+    pub fn remove_port(&mut self, port_no: u32, now: u64) -> Vec<Effect> {
+        self.entered(now);
         let mut fx = Vec::new();
         let Some(p) = self.ports.remove(&port_no) else {
             return fx;
@@ -148,6 +150,7 @@ impl Ofproto {
     /// The link (carrier) of a port changed: PORT_STATUS MODIFY when it really changed. A
     /// link going down forgets the MACs learned on the port.
     pub fn set_port_link(&mut self, port_no: u32, up: bool, now: u64) -> Vec<Effect> {
+        self.entered(now);
         let mut fx = Vec::new();
         let Some(p) = self.ports.get_mut(&port_no) else {
             return fx;
@@ -239,6 +242,7 @@ impl Ofproto {
         cfg: PortQosConfig,
         now: u64,
     ) -> Result<(), String> {
+        self.entered(now);
         let Some(p) = self.ports.get_mut(&port_no) else {
             return Err(format!("port {port_no} does not exist"));
         };

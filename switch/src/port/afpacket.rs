@@ -511,6 +511,10 @@ impl AfPacketPort {
 }
 
 impl PortBackend for AfPacketPort {
+    fn packet_socket(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
     fn info(&self) -> PortInfo {
         PortInfo {
             name: self.name.clone(),

@@ -1,5 +1,6 @@
 //! The in-kernel fast path's mechanism: a tcx ingress program and a packet-socket filter that
-//! share one BPF hash map of (input interface, destination MAC, source MAC) → output interface.
+//! share one BPF hash map of (input interface, destination MAC, source MAC, EtherType) →
+//! output interface.
 //!
 //! Why: a frame forwarded through user space is copied twice and waits for a thread to wake
 //! (docs/benchmarks.md); one the kernel redirects at the input interface's ingress is neither.
@@ -13,7 +14,9 @@
 //! there (the frame is not copied; the kernel's reference is dropped). The tcx program then
 //! finds the same entry, counts the frame (packets, bytes) and redirects it to the output
 //! interface's egress. A frame not in the map goes to the socket as before and on through the
-//! stack's ingress unchanged (`TCX_NEXT`). An entry inserted between the two lookups of one
+//! stack's ingress unchanged (`TCX_NEXT`). Frames carrying an 802.1Q tag (in the frame or, as
+//! veths deliver it, in the skb's metadata) never take the fast path: the key has no VLAN.
+//! An entry inserted between the two lookups of one
 //! frame would forward that frame twice; callers insert an entry after they have forwarded the
 //! frame that taught it, so the window is that one frame's.
 //!
@@ -54,32 +57,39 @@ const ATTR_LEN: usize = 144;
 
 // Offsets in `struct __sk_buff`.
 const SKB_LEN: i16 = 0;
+const SKB_VLAN_PRESENT: i16 = 20;
 const SKB_IFINDEX: i16 = 40;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 
-/// Bytes of a key: input ifindex (native endian), destination MAC, source MAC.
-pub const KEY_LEN: usize = 16;
+/// Bytes of a key: input ifindex (native endian), destination MAC, source MAC, EtherType (as in
+/// the frame), two zero bytes.
+pub const KEY_LEN: usize = 20;
 /// Bytes of a value: output ifindex, padding, packets, bytes.
 const VALUE_LEN: usize = 24;
 
-/// A fast-path entry's key: frames received on `in_ifindex` from `src` to `dst`.
+/// A fast-path entry's key: frames received on `in_ifindex` from `src` to `dst` with
+/// EtherType `ethertype` (untagged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FastKey {
     pub in_ifindex: u32,
     pub dst: [u8; 6],
     pub src: [u8; 6],
+    pub ethertype: u16,
 }
 
 impl FastKey {
-    /// The key of an Ethernet frame received on `in_ifindex` (None: shorter than 12 bytes).
+    /// The key of an Ethernet frame received on `in_ifindex` (None: shorter than an Ethernet
+    /// header).
     pub fn of_frame(in_ifindex: u32, frame: &[u8]) -> Option<FastKey> {
         let dst = frame.get(0..6)?.try_into().ok()?;
         let src = frame.get(6..12)?.try_into().ok()?;
+        let t = frame.get(12..14)?;
         Some(FastKey {
             in_ifindex,
             dst,
             src,
+            ethertype: u16::from_be_bytes([t[0], t[1]]),
         })
     }
 
@@ -89,6 +99,7 @@ impl FastKey {
         k[0..4].copy_from_slice(&self.in_ifindex.to_ne_bytes());
         k[4..10].copy_from_slice(&self.dst);
         k[10..16].copy_from_slice(&self.src);
+        k[16..18].copy_from_slice(&self.ethertype.to_be_bytes());
         k
     }
 
@@ -103,6 +114,7 @@ impl FastKey {
             in_ifindex: u32::from_ne_bytes(i),
             dst,
             src,
+            ethertype: u16::from_be_bytes([k[16], k[17]]),
         }
     }
 }
@@ -129,8 +141,8 @@ impl FastPath {
     pub fn new(max_entries: u32) -> io::Result<FastPath> {
         let mut attr = Attr::new();
         attr.u32(0, BPF_MAP_TYPE_HASH)
-            .u32(4, 16)
-            .u32(8, 24)
+            .u32(4, u32::try_from(KEY_LEN).unwrap_or(0))
+            .u32(8, u32::try_from(VALUE_LEN).unwrap_or(0))
             .u32(12, max_entries.max(1));
         let map = bpf_fd(BPF_MAP_CREATE, &mut attr).map_err(|e| ctx("BPF_MAP_CREATE", e))?;
         let map_fd = map.as_raw_fd();
@@ -387,9 +399,17 @@ const fn add_imm(dst: u8, imm: i32) -> Insn {
 const fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
     ins(0x61, dst, src, off, 0)
 }
+/// dst = *(u16 *)(src + off).
+const fn ldx_h(dst: u8, src: u8, off: i16) -> Insn {
+    ins(0x69, dst, src, off, 0)
+}
 /// *(u32 *)(dst + off) = src.
 const fn stx_w(dst: u8, src: u8, off: i16) -> Insn {
     ins(0x63, dst, src, off, 0)
+}
+/// *(u16 *)(dst + off) = imm.
+const fn st_h(dst: u8, off: i16, imm: i32) -> Insn {
+    ins(0x6a, dst, 0, off, imm)
 }
 /// Atomic *(u64 *)(dst + off) += src.
 const fn atomic_add_dw(dst: u8, src: u8, off: i16) -> Insn {
@@ -418,29 +438,34 @@ fn ld_map(dst: u8, fd: RawFd) -> [Insn; 2] {
     [ins(0x18, dst, 1, 0, fd), ins(0, 0, 0, 0, 0)]
 }
 
-/// The tcx ingress program: key from the frame's MACs and the input ifindex; a hit is counted
-/// and redirected to the entry's output interface; anything else goes on (`TCX_NEXT`).
+/// The tcx ingress program: key from the input ifindex and the frame's Ethernet header; a hit
+/// is counted and redirected to the entry's output interface; anything else (a tagged or
+/// short frame, a miss) goes on (`TCX_NEXT`). Stack: the key at fp-20.
 fn tc_program(map_fd: RawFd) -> Vec<Insn> {
     let mut p = vec![
         mov(R6, R1),
+        ldx_w(R5, R6, SKB_VLAN_PRESENT),
+        jne_imm(R5, 0, 29), // tag in the metadata -> pass
         ldx_w(R2, R6, SKB_DATA),
         ldx_w(R3, R6, SKB_DATA_END),
         mov(R4, R2),
         add_imm(R4, 14),
-        jgt(R4, R3, 22), // shorter than an Ethernet header -> pass
+        jgt(R4, R3, 24), // shorter than an Ethernet header -> pass
         ldx_w(R5, R6, SKB_IFINDEX),
-        stx_w(R10, R5, -16),
+        stx_w(R10, R5, -20),
         ldx_w(R5, R2, 0),
-        stx_w(R10, R5, -12),
+        stx_w(R10, R5, -16),
         ldx_w(R5, R2, 4),
-        stx_w(R10, R5, -8),
+        stx_w(R10, R5, -12),
         ldx_w(R5, R2, 8),
-        stx_w(R10, R5, -4),
+        stx_w(R10, R5, -8),
+        ldx_h(R5, R2, 12),
+        stx_w(R10, R5, -4), // EtherType, then two zero bytes
     ];
     p.extend(ld_map(R1, map_fd));
     p.extend([
         mov(R2, R10),
-        add_imm(R2, -16),
+        add_imm(R2, -20),
         call(FN_MAP_LOOKUP_ELEM),
         jeq_imm(R0, 0, 8), // miss -> pass
         mov_imm(R1, 1),
@@ -459,24 +484,27 @@ fn tc_program(map_fd: RawFd) -> Vec<Insn> {
 }
 
 /// The packet-socket filter: 0 (skip the frame) when the tcx program will forward it, else
-/// the whole frame.
+/// the whole frame. Stack: the key at fp-20.
 fn socket_filter(map_fd: RawFd) -> Vec<Insn> {
     let mut p = vec![
         mov(R6, R1),
+        ldx_w(R5, R6, SKB_VLAN_PRESENT),
+        jne_imm(R5, 0, 18), // tag in the metadata -> accept
         ldx_w(R5, R6, SKB_IFINDEX),
-        stx_w(R10, R5, -16),
+        stx_w(R10, R5, -20),
+        st_h(R10, -2, 0),
         mov(R1, R6),
         mov_imm(R2, 0),
         mov(R3, R10),
-        add_imm(R3, -12),
-        mov_imm(R4, 12),
+        add_imm(R3, -16),
+        mov_imm(R4, 14),
         call(FN_SKB_LOAD_BYTES),
-        jne_imm(R0, 0, 8), // shorter than 12 bytes -> accept
+        jne_imm(R0, 0, 8), // shorter than an Ethernet header -> accept
     ];
     p.extend(ld_map(R1, map_fd));
     p.extend([
         mov(R2, R10),
-        add_imm(R2, -16),
+        add_imm(R2, -20),
         call(FN_MAP_LOOKUP_ELEM),
         jeq_imm(R0, 0, 2), // miss -> accept
         mov_imm(R0, 0),
@@ -493,15 +521,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_the_frames_first_twelve_bytes_after_the_ifindex() {
-        let frame = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00];
+    fn keys_are_the_ifindex_then_the_ethernet_header() {
+        let frame = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06, 0xff];
         let k = FastKey::of_frame(7, &frame).unwrap();
         assert_eq!(k.dst, [1, 2, 3, 4, 5, 6]);
         assert_eq!(k.src, [7, 8, 9, 10, 11, 12]);
+        assert_eq!(k.ethertype, 0x0806);
         let b = k.bytes();
-        assert_eq!(&b[4..16], &frame[..12]);
+        assert_eq!(&b[4..18], &frame[..14]);
+        assert_eq!(&b[18..], &[0, 0]);
         assert_eq!(FastKey::from_bytes(&b), k);
-        assert!(FastKey::of_frame(7, &frame[..11]).is_none());
+        assert!(FastKey::of_frame(7, &frame[..13]).is_none());
     }
 
     #[test]
@@ -510,8 +540,8 @@ mod tests {
         // that sets r0 and exits (the verifier would refuse a jump out of range; this checks
         // it lands where intended).
         for (prog, targets) in [
-            (tc_program(3), vec![(5usize, 28usize), (19, 28)]),
-            (socket_filter(3), vec![(9, 18), (15, 18)]),
+            (tc_program(3), vec![(2usize, 32usize), (7, 32), (23, 32)]),
+            (socket_filter(3), vec![(2, 21), (12, 21), (18, 21)]),
         ] {
             for (at, want) in targets {
                 let i = prog[at];

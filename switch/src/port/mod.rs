@@ -103,4 +103,9 @@ pub trait PortBackend: Send {
     fn send_batch(&mut self, pkts: &[Packet]) -> io::Result<usize>;
     /// Whether the link is up (carrier), as last known.
     fn link_up(&self) -> bool;
+    /// The packet socket the backend receives from, when it is one bound to a kernel
+    /// interface (the kernel fast path filters it: [`kfast`]).
+    fn packet_socket(&self) -> Option<RawFd> {
+        None
+    }
 }

@@ -1,0 +1,124 @@
+//! The kernel fast path as the switch core sees it: decisions another forwarder repeats, when
+//! they must be taken back, and how what it forwarded is counted here.
+//!
+//! The datapath may hand a decision the pipeline made for one frame to a faster forwarder
+//! (the kernel, `datapath::offload`) that repeats it for the following frames of the same
+//! input port and Ethernet header. Such a copy is only right while nothing that decided it
+//! changes, so the core takes every copy back ([`Ofproto::drain_fast_path`]) at each of its
+//! entry points before it acts: every OpenFlow message (flow, group, meter and port mods,
+//! role and config changes, and the statistics requests, which thus see exact counters),
+//! time-driven work (expiry), connections coming and going (fail mode), port changes and QoS
+//! changes. The datapath also drains when NORMAL's MAC table changes. Taking copies back is
+//! always correct: the next frame of that header goes through the pipeline again and may be
+//! handed over again.
+//!
+//! Counting: each copy carries what the pipeline counted its first frame on ([`FastRecord`]:
+//! table visits, input and output port, the source MAC NORMAL learned). What the forwarder
+//! reports (packets, bytes) is credited to exactly those: flow entry and table counters and
+//! `last_used`, the input port's rx and the output port's tx and queue-0 counters, and the
+//! MAC table's age of the source. [`Ofproto::sync_fast_path`] credits without taking the
+//! copies back (the datapath calls it about once a second while copies exist).
+
+use super::{Ofproto, QueueCounters};
+use shg_flows::table::Visit;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What a repeated decision is counted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastRecord {
+    /// Tables visited and the entry matched in each (as the megaflow cache counts a hit).
+    pub visits: Vec<Visit>,
+    pub in_port: u32,
+    pub out_port: u32,
+    /// NORMAL's decision: (source, destination) MACs, untagged. Each frame refreshes the
+    /// source's learning; the copy is right while the destination is learned on `out_port`.
+    pub normal: Option<([u8; 6], [u8; 6])>,
+}
+
+/// A forwarder repeating decisions (the kernel; a fake in tests). `credit` is called with
+/// each copy's packets and bytes forwarded since it was handed over or last reported, and
+/// answers whether the copy is still right.
+pub trait FastPath: Send + std::fmt::Debug {
+    /// Takes every copy back, reporting what each forwarded.
+    fn drain(&mut self, credit: &mut dyn FnMut(&FastRecord, u64, u64) -> bool);
+    /// Reports what each copy forwarded; takes back the copies no longer right and those
+    /// that forwarded nothing since the previous report, reporting them once more.
+    fn sync(&mut self, credit: &mut dyn FnMut(&FastRecord, u64, u64) -> bool);
+    /// Whether any copy is out.
+    fn is_empty(&self) -> bool;
+}
+
+/// The fast path shared between the core (which drains it) and the datapath (which hands
+/// decisions to it), always locked after the `Ofproto` lock.
+pub type SharedFastPath = Arc<Mutex<dyn FastPath>>;
+
+impl Ofproto {
+    /// Installs the fast path the core drains from now on.
+    pub fn set_fast_path(&mut self, fast: SharedFastPath) {
+        self.fast_path = Some(fast);
+    }
+
+    /// Whether a fast path is installed.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast_path.is_some()
+    }
+
+    /// Takes every handed-over decision back, crediting what it forwarded (see the module
+    /// doc). A no-op without a fast path.
+    pub fn drain_fast_path(&mut self, now: u64) {
+        let Some(fast) = self.fast_path.clone() else {
+            return;
+        };
+        let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
+        if f.is_empty() {
+            return;
+        }
+        f.drain(&mut |rec, packets, bytes| {
+            self.credit_fast(rec, packets, bytes, now);
+            false
+        });
+    }
+
+    /// Credits what the handed-over decisions forwarded, keeping them (idle ones are taken
+    /// back). Returns whether any is still out.
+    pub fn sync_fast_path(&mut self, now: u64) -> bool {
+        let Some(fast) = self.fast_path.clone() else {
+            return false;
+        };
+        let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
+        if f.is_empty() {
+            return false;
+        }
+        f.sync(&mut |rec, packets, bytes| {
+            self.credit_fast(rec, packets, bytes, now);
+            // NORMAL's copy is right while its destination is still learned on its port.
+            rec.normal
+                .is_none_or(|(_, dst)| self.mac_table.lookup(0, dst, now) == Some(rec.out_port))
+        });
+        !f.is_empty()
+    }
+
+    fn credit_fast(&mut self, rec: &FastRecord, packets: u64, bytes: u64, now: u64) {
+        if packets == 0 {
+            return;
+        }
+        self.tables.credit(&rec.visits, packets, bytes, now);
+        if let Some(p) = self.ports.get_mut(&rec.in_port) {
+            p.counters.rx_packets = p.counters.rx_packets.saturating_add(packets);
+            p.counters.rx_bytes = p.counters.rx_bytes.saturating_add(bytes);
+        }
+        if let Some(p) = self.ports.get_mut(&rec.out_port) {
+            p.counters.tx_packets = p.counters.tx_packets.saturating_add(packets);
+            p.counters.tx_bytes = p.counters.tx_bytes.saturating_add(bytes);
+            let q = p.queues.entry(0).or_insert(QueueCounters {
+                created: now,
+                ..Default::default()
+            });
+            q.tx_packets = q.tx_packets.saturating_add(packets);
+            q.tx_bytes = q.tx_bytes.saturating_add(bytes);
+        }
+        if let Some((src, _)) = rec.normal {
+            self.mac_table.learn(0, src, rec.in_port, now);
+        }
+    }
+}
