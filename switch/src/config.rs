@@ -65,9 +65,9 @@ Options:
   --n-tables N              number of flow tables, 1 to 254 (default 64)
   --datapath-priority P     normal (default) or realtime: the datapath thread runs SCHED_FIFO
                             (priority 10) so shaped ports are served on time on a busy machine
-  --kernel-fast-path on|off off (default) or on: decisions the kernel can repeat (one output
-                            of an unchanged untagged frame, decided by in_port and Ethernet
-                            header) are handed to BPF programs at the ports' ingress
+  --kernel-fast-path on|off on (default) or off: decisions the kernel can repeat (one output
+                            of an unchanged untagged frame, decided by in_port and headers up
+                            to the IPv4 ports) are handed to BPF programs at the ports' ingress
   --log LEVEL               log filter (error, warn, info, debug, trace or a RUST_LOG directive)
   --check-config            validate the configuration, print it, and exit
   -h, --help                print this help
@@ -170,8 +170,8 @@ pub struct Config {
     /// `datapath_priority = "realtime"`: the datapath thread runs SCHED_FIFO (priority 10),
     /// so a shaped port's timer wake-ups are not delayed by other processes on the core.
     pub realtime: bool,
-    /// `kernel_fast_path = "on"`: start the datapath's kernel fast path
-    /// (`datapath::offload`).
+    /// `kernel_fast_path = "on"` (the default): start the datapath's kernel fast path
+    /// (`datapath::offload`); `"off"`: every frame goes through the datapath thread.
     pub kernel_fast_path: bool,
     /// Log filter from `--log` (RUST_LOG applies when absent).
     pub log: Option<String>,
@@ -205,8 +205,8 @@ impl Config {
         if self.realtime {
             s.push_str("datapath_priority: realtime\n");
         }
-        if self.kernel_fast_path {
-            s.push_str("kernel_fast_path: on\n");
+        if !self.kernel_fast_path {
+            s.push_str("kernel_fast_path: off\n");
         }
         s.push_str(&format!("ctl: {}\n", self.ctl.display()));
         s
@@ -801,7 +801,7 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
     };
 
     let kernel_fast_path = match &raw.kernel_fast_path {
-        None => false,
+        None => true,
         Some(it) => match it.value.as_str() {
             "off" => false,
             "on" => true,

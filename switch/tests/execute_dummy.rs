@@ -1454,13 +1454,37 @@ mod fast_path {
     }
 
     #[test]
-    fn a_decision_that_looked_beyond_the_ethernet_header_is_not() {
+    fn ipv4_addresses_and_ports_are_in_the_kernel_key() {
         let mut of = switch();
-        flow(&mut of, "priority=5,in_port=1,tcp,actions=output:2");
+        flow(
+            &mut of,
+            "priority=5,in_port=1,tcp,nw_dst=198.18.0.2,tp_dst=80,actions=output:2",
+        );
+        flow(&mut of, "priority=1,actions=output:3");
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        assert_eq!(r.out_port, 2);
+        let r = decide(&mut of, 1, udp4()).expect("repeatable");
+        assert_eq!(r.out_port, 3);
+    }
+
+    #[test]
+    fn a_decision_that_looked_beyond_the_kernel_key_is_not() {
+        let mut of = switch();
+        flow(
+            &mut of,
+            "priority=5,in_port=1,ip,ip_dscp=0,actions=output:2",
+        );
         flow(&mut of, "priority=1,actions=output:2");
-        assert!(decide(&mut of, 1, tcp4()).is_none(), "ip_proto in the mask");
-        // Also the lower-priority flow: the walk probed the tcp subtable.
+        assert!(decide(&mut of, 1, tcp4()).is_none(), "ip_dscp in the mask");
+        // Also the lower-priority flow's packets: the walk probed the ip_dscp subtable.
         assert!(decide(&mut of, 1, udp4()).is_none());
+        // IPv6 addresses are not in the kernel key.
+        let mut of = switch();
+        flow(
+            &mut of,
+            "priority=5,ipv6,ipv6_dst=2001:db8::2,actions=output:2",
+        );
+        assert!(decide(&mut of, 1, tcp6()).is_none(), "ipv6_dst in the mask");
     }
 
     #[test]

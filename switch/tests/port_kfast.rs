@@ -124,17 +124,24 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
         fast.attach_ingress(i1).unwrap();
         fast.attach_ingress(i2).unwrap();
         fast.filter_socket(port1.fd().unwrap()).unwrap();
+        // ICMP between the two hosts (no ports in the key).
         let there = FastKey {
             in_ifindex: i1,
             dst: mac2,
             src: mac1,
             ethertype: 0x0800,
+            ip_proto: 1,
+            ip_src: [198, 18, 62, 1],
+            ip_dst: [198, 18, 62, 2],
+            ports: [0; 4],
         };
         let back = FastKey {
             in_ifindex: i2,
             dst: mac1,
             src: mac2,
-            ethertype: 0x0800,
+            ip_src: [198, 18, 62, 2],
+            ip_dst: [198, 18, 62, 1],
+            ..there
         };
         assert!(!ping("198.18.62.2"), "h1 reached h2 with no entry");
         let _ = received_keys(&mut port1, i1);
@@ -168,7 +175,8 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let seen = received_keys(&mut port1, i1);
         assert!(
-            seen.iter().any(|k| k.dst == mac2 && k.ethertype == 0x8100),
+            seen.iter()
+                .any(|k| k.dst == mac2 && k.ethertype == 0x8100 && k.ip_proto == 0),
             "the socket missed the tagged frames: {seen:?}"
         );
         assert_eq!(fast.counters(&there).unwrap().unwrap(), before);

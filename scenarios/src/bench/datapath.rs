@@ -71,6 +71,8 @@ pub enum Config {
     /// The I/O reference with the in-kernel fast path ([`super::forward`] `--kernel`).
     ForwardKernel,
     Shg,
+    /// shg-switch with `--kernel-fast-path off`: every frame through the datapath thread.
+    ShgUserspace,
     ShgFlows,
     /// shg-switch from [`shg_queues_toml`] with [`shg_queues_flows`].
     ShgQueues,
@@ -78,12 +80,13 @@ pub enum Config {
 
 impl Config {
     /// In the order of the first repetition.
-    pub const ALL: [Config; 7] = [
+    pub const ALL: [Config; 8] = [
         Config::Bridge,
         Config::Ovs,
         Config::Forward,
         Config::ForwardKernel,
         Config::Shg,
+        Config::ShgUserspace,
         Config::ShgFlows,
         Config::ShgQueues,
     ];
@@ -96,6 +99,7 @@ impl Config {
             Config::Forward => "afpacket_forward",
             Config::ForwardKernel => "kernel_fast_path",
             Config::Shg => "shg",
+            Config::ShgUserspace => "shg_userspace",
             Config::ShgFlows => "shg_flows",
             Config::ShgQueues => "shg_queues",
         }
@@ -112,6 +116,9 @@ impl Config {
                     .into()
             }
             Config::Shg => "shg-switch, 1 flow (`actions=NORMAL`)".into(),
+            Config::ShgUserspace => {
+                "shg-switch, 1 flow, `--kernel-fast-path off` (every frame in user space)".into()
+            }
             Config::ShgFlows => format!("shg-switch, {flows} flows + catch-all NORMAL"),
             Config::ShgQueues => format!(
                 "shg-switch, egress queues (rate {QUEUES_PORT_RATE}, `set_queue:1` + NORMAL)"
@@ -127,6 +134,7 @@ impl Config {
             Config::Forward => 'f',
             Config::ForwardKernel => 'x',
             Config::Shg => 's',
+            Config::ShgUserspace => 'u',
             Config::ShgFlows => 'k',
             Config::ShgQueues => 'q',
         }
@@ -140,6 +148,7 @@ impl Config {
             Config::Forward => 6,
             Config::ForwardKernel => 7,
             Config::Shg => 3,
+            Config::ShgUserspace => 8,
             Config::ShgFlows => 4,
             Config::ShgQueues => 5,
         }
@@ -1087,6 +1096,22 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
         &ofl,
         t,
     )?;
+    // shg-switch, one flow, no kernel fast path.
+    let mut shg_user = Shg::start_with_args(
+        &env,
+        &topo.sw,
+        "shg-userspace",
+        &topo.sw_ports(Config::ShgUserspace),
+        6705,
+        &dir,
+        &["--kernel-fast-path", "off"],
+    )?;
+    ofctl(
+        &topo.sw,
+        &["add-flow", &shg_user.target, flowgen::CATCH_ALL],
+        &ofl,
+        t,
+    )?;
     // shg-switch, many flows.
     let mut shg_many = Shg::start(
         &env,
@@ -1135,6 +1160,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             (Config::Forward, fwd.pid()),
             (Config::ForwardKernel, fwd_kernel.pid()),
             (Config::Shg, shg.pid()),
+            (Config::ShgUserspace, shg_user.pid()),
             (Config::ShgFlows, shg_many.pid()),
             (Config::ShgQueues, shg_q.pid()),
         ],
@@ -1160,7 +1186,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             flows: match cfg {
                 Config::Bridge | Config::Forward | Config::ForwardKernel => None,
                 Config::Ovs => Some(count_dumped_flows(&dump_ovs)),
-                Config::Shg => Some(count_dumped_flows(&dump1)),
+                Config::Shg | Config::ShgUserspace => Some(count_dumped_flows(&dump1)),
                 Config::ShgFlows => Some(n_many),
                 Config::ShgQueues => Some(count_dumped_flows(&dump_q)),
             },
@@ -1205,6 +1231,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
                 }
             }
             shg.check_alive()?;
+            shg_user.check_alive()?;
             shg_many.check_alive()?;
             shg_q.check_alive()?;
         }
@@ -1290,6 +1317,7 @@ mod tests {
                 98.0 * k,
                 0.041,
             ));
+            samples.push(sample(Config::ShgUserspace, rep, 8.0 * k, 80.0 * k, 0.090));
         }
         // A failed repetition does not count as zero.
         samples[2].tcp1_gbps = None;
@@ -1422,15 +1450,16 @@ mod tests {
             j["configs"][1]["ratio_vs_bridge"]["tcp1"],
             json!(5.0 / 12.0)
         );
-        assert_eq!(j["configs"][6]["key"], "shg_queues");
+        assert_eq!(j["configs"][5]["key"], "shg_userspace");
+        assert_eq!(j["configs"][7]["key"], "shg_queues");
         assert_eq!(
-            j["configs"][6]["ratio_vs_ovs"]["udp_rx"],
+            j["configs"][7]["ratio_vs_ovs"]["udp_rx"],
             json!(85.0 / 50.0)
         );
-        assert_eq!(j["configs"][6]["flows"], json!(2));
-        assert_eq!(j["configs"][6]["queue_tx_packets"]["1"], json!(1_000_000));
-        assert_eq!(j["configs"][5]["queue_tx_packets"], Value::Null);
-        assert_eq!(j["samples"].as_array().unwrap().len(), 21);
+        assert_eq!(j["configs"][7]["flows"], json!(2));
+        assert_eq!(j["configs"][7]["queue_tx_packets"]["1"], json!(1_000_000));
+        assert_eq!(j["configs"][6]["queue_tx_packets"], Value::Null);
+        assert_eq!(j["samples"].as_array().unwrap().len(), 24);
         assert_eq!(j["targets"][0]["met"], json!(true));
         assert!(
             md.contains("median of 30): same CPU 28.2 µs, two CPUs - µs."),

@@ -2,11 +2,13 @@
 //! pure) and the BPF fast path they are handed to ([`KernelOffload`], over [`crate::port::kfast`]).
 //!
 //! A decision may be repeated by the kernel for every later frame with the same input port
-//! and Ethernet header (destination, source, EtherType, untagged) when all of these hold:
+//! and headers as far as the kernel's key reads them (Ethernet addresses and type, untagged;
+//! for plain IPv4 the protocol and addresses, and TCP/UDP ports: [`FastKey`]) when all of
+//! these hold:
 //! - it depends on nothing else: the pipeline walk is in the megaflow cache and its mask
-//!   covers no field beyond in_port, the Ethernet addresses and type, VLAN (absent: the kernel
-//!   takes untagged frames only) and the pipeline fields that are zero on arrival (metadata,
-//!   tunnel_id); or fail-mode standalone decides alone (NORMAL for every frame while its
+//!   covers no field beyond in_port, those headers, VLAN (absent: the kernel takes untagged
+//!   frames only) and the pipeline fields that are zero on arrival (metadata, tunnel_id); or
+//!   fail-mode standalone decides alone (NORMAL for every frame while its
 //!   controllers are away, or for a table miss when it has none);
 //! - it is one output of the frame unchanged: every table hit, no meter, the actions are a
 //!   single `output:P` or `NORMAL`, and executing it produced exactly one port output, without
@@ -29,8 +31,10 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::RawFd;
 
-/// Fields a repeatable decision may depend on (see the module doc).
-const KEY_FIELDS: [Field; 9] = [
+/// Fields a repeatable decision may depend on (see the module doc): what the kernel's key
+/// holds, plus VLAN (absent on every frame it takes) and the pipeline fields that are zero on
+/// arrival.
+const KEY_FIELDS: [Field; 16] = [
     Field::InPort,
     Field::InPhyPort,
     Field::Metadata,
@@ -40,6 +44,13 @@ const KEY_FIELDS: [Field; 9] = [
     Field::EthType,
     Field::VlanVid,
     Field::VlanPcp,
+    Field::IpProto,
+    Field::Ipv4Src,
+    Field::Ipv4Dst,
+    Field::TcpSrc,
+    Field::TcpDst,
+    Field::UdpSrc,
+    Field::UdpDst,
 ];
 
 /// Entries the kernel map holds at most.

@@ -62,59 +62,101 @@ const SKB_IFINDEX: i16 = 40;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 
-/// Bytes of a key: input ifindex (native endian), destination MAC, source MAC, EtherType (as in
-/// the frame), two zero bytes.
-pub const KEY_LEN: usize = 20;
+/// Bytes of a key (see [`FastKey`]).
+pub const KEY_LEN: usize = 32;
 /// Bytes of a value: output ifindex, padding, packets, bytes.
 const VALUE_LEN: usize = 24;
 
-/// A fast-path entry's key: frames received on `in_ifindex` from `src` to `dst` with
-/// EtherType `ethertype` (untagged).
+/// A fast-path entry's key: the input interface and the frame's headers up to the transport
+/// ports, as both programs read them from an untagged frame.
+///
+/// Map layout (32 bytes): input ifindex (native endian), destination MAC, source MAC,
+/// EtherType, then for a plain IPv4 packet (header without options, not a fragment) its
+/// protocol, a zero byte, source and destination addresses, and for TCP and UDP the two ports;
+/// these last 14 bytes are zero for other EtherTypes. An IPv4 packet with options or a
+/// fragment has no key: it never takes the fast path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FastKey {
     pub in_ifindex: u32,
     pub dst: [u8; 6],
     pub src: [u8; 6],
     pub ethertype: u16,
+    /// IPv4 protocol (0: not IPv4).
+    pub ip_proto: u8,
+    pub ip_src: [u8; 4],
+    pub ip_dst: [u8; 4],
+    /// TCP/UDP source and destination ports as in the packet (zero otherwise).
+    pub ports: [u8; 4],
 }
 
 impl FastKey {
-    /// The key of an Ethernet frame received on `in_ifindex` (None: shorter than an Ethernet
-    /// header).
+    /// The key of an Ethernet frame received on `in_ifindex`. None: shorter than its headers,
+    /// or an IPv4 packet with options or a fragment.
     pub fn of_frame(in_ifindex: u32, frame: &[u8]) -> Option<FastKey> {
         let dst = frame.get(0..6)?.try_into().ok()?;
         let src = frame.get(6..12)?.try_into().ok()?;
         let t = frame.get(12..14)?;
-        Some(FastKey {
+        let ethertype = u16::from_be_bytes([t[0], t[1]]);
+        let mut k = FastKey {
             in_ifindex,
             dst,
             src,
-            ethertype: u16::from_be_bytes([t[0], t[1]]),
-        })
+            ethertype,
+            ip_proto: 0,
+            ip_src: [0; 4],
+            ip_dst: [0; 4],
+            ports: [0; 4],
+        };
+        if ethertype == 0x0800 {
+            let ip = frame.get(14..34)?;
+            let fragment = (ip[6] & 0x3f) != 0 || ip[7] != 0;
+            if ip[0] != 0x45 || fragment {
+                return None;
+            }
+            k.ip_proto = ip[9];
+            k.ip_src.copy_from_slice(&ip[12..16]);
+            k.ip_dst.copy_from_slice(&ip[16..20]);
+            if matches!(k.ip_proto, 6 | 17) {
+                k.ports.copy_from_slice(frame.get(34..38)?);
+            }
+        }
+        Some(k)
     }
 
-    /// The map's byte layout: what the programs build from the frame's first 12 bytes.
+    /// The map's byte layout.
     fn bytes(&self) -> [u8; KEY_LEN] {
         let mut k = [0u8; KEY_LEN];
         k[0..4].copy_from_slice(&self.in_ifindex.to_ne_bytes());
         k[4..10].copy_from_slice(&self.dst);
         k[10..16].copy_from_slice(&self.src);
         k[16..18].copy_from_slice(&self.ethertype.to_be_bytes());
+        k[18] = self.ip_proto;
+        k[20..24].copy_from_slice(&self.ip_src);
+        k[24..28].copy_from_slice(&self.ip_dst);
+        k[28..32].copy_from_slice(&self.ports);
         k
     }
 
     fn from_bytes(k: &[u8; KEY_LEN]) -> FastKey {
-        let mut i = [0u8; 4];
-        i.copy_from_slice(&k[0..4]);
-        let mut dst = [0u8; 6];
-        dst.copy_from_slice(&k[4..10]);
-        let mut src = [0u8; 6];
-        src.copy_from_slice(&k[10..16]);
+        let arr4 = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&k[r]);
+            a
+        };
+        let arr6 = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 6];
+            a.copy_from_slice(&k[r]);
+            a
+        };
         FastKey {
-            in_ifindex: u32::from_ne_bytes(i),
-            dst,
-            src,
+            in_ifindex: u32::from_ne_bytes(arr4(0..4)),
+            dst: arr6(4..10),
+            src: arr6(10..16),
             ethertype: u16::from_be_bytes([k[16], k[17]]),
+            ip_proto: k[18],
+            ip_src: arr4(20..24),
+            ip_dst: arr4(24..28),
+            ports: arr4(28..32),
         }
     }
 }
@@ -364,6 +406,46 @@ impl Insn {
     }
 }
 
+/// A program as written: instructions, jumps to labels, labels.
+#[derive(Debug, Clone, Copy)]
+enum Asm {
+    I(Insn),
+    /// A conditional or unconditional jump whose offset is the label's.
+    J(Insn, &'static str),
+    L(&'static str),
+}
+
+/// Resolves the labels (a jump's offset counts from the instruction after it).
+fn assemble(prog: &[Asm]) -> Vec<Insn> {
+    let mut at = std::collections::HashMap::new();
+    let mut pc = 0usize;
+    for a in prog {
+        match a {
+            Asm::L(l) => {
+                at.insert(*l, pc);
+            }
+            Asm::I(_) | Asm::J(..) => pc += 1,
+        }
+    }
+    let mut out = Vec::with_capacity(pc);
+    for a in prog {
+        match a {
+            Asm::L(_) => {}
+            Asm::I(i) => out.push(*i),
+            Asm::J(i, l) => {
+                let to = at.get(l).copied().unwrap_or(out.len() + 1);
+                let off =
+                    i64::try_from(to).unwrap_or(0) - i64::try_from(out.len() + 1).unwrap_or(0);
+                out.push(Insn {
+                    off: i16::try_from(off).unwrap_or(0),
+                    ..*i
+                });
+            }
+        }
+    }
+    out
+}
+
 // Registers.
 const R0: u8 = 0;
 const R1: u8 = 1;
@@ -374,100 +456,176 @@ const R5: u8 = 5;
 const R6: u8 = 6;
 const R10: u8 = 10;
 
-const fn ins(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn {
+const fn ins(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Asm {
+    Asm::I(Insn {
         code,
         dst,
         src,
         off,
         imm,
-    }
+    })
+}
+const fn jmp(code: u8, dst: u8, src: u8, imm: i32, to: &'static str) -> Asm {
+    Asm::J(
+        Insn {
+            code,
+            dst,
+            src,
+            off: 0,
+            imm,
+        },
+        to,
+    )
 }
 /// dst = src (64-bit).
-const fn mov(dst: u8, src: u8) -> Insn {
+const fn mov(dst: u8, src: u8) -> Asm {
     ins(0xbf, dst, src, 0, 0)
 }
 /// dst = imm (64-bit, sign-extended).
-const fn mov_imm(dst: u8, imm: i32) -> Insn {
+const fn mov_imm(dst: u8, imm: i32) -> Asm {
     ins(0xb7, dst, 0, 0, imm)
 }
 /// dst += imm (64-bit).
-const fn add_imm(dst: u8, imm: i32) -> Insn {
+const fn add_imm(dst: u8, imm: i32) -> Asm {
     ins(0x07, dst, 0, 0, imm)
 }
+/// dst &= imm (64-bit).
+const fn and_imm(dst: u8, imm: i32) -> Asm {
+    ins(0x57, dst, 0, 0, imm)
+}
 /// dst = *(u32 *)(src + off).
-const fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
+const fn ldx_w(dst: u8, src: u8, off: i16) -> Asm {
     ins(0x61, dst, src, off, 0)
 }
 /// dst = *(u16 *)(src + off).
-const fn ldx_h(dst: u8, src: u8, off: i16) -> Insn {
+const fn ldx_h(dst: u8, src: u8, off: i16) -> Asm {
     ins(0x69, dst, src, off, 0)
 }
+/// dst = *(u8 *)(src + off).
+const fn ldx_b(dst: u8, src: u8, off: i16) -> Asm {
+    ins(0x71, dst, src, off, 0)
+}
 /// *(u32 *)(dst + off) = src.
-const fn stx_w(dst: u8, src: u8, off: i16) -> Insn {
+const fn stx_w(dst: u8, src: u8, off: i16) -> Asm {
     ins(0x63, dst, src, off, 0)
 }
-/// *(u16 *)(dst + off) = imm.
-const fn st_h(dst: u8, off: i16, imm: i32) -> Insn {
-    ins(0x6a, dst, 0, off, imm)
+/// *(u16 *)(dst + off) = src.
+const fn stx_h(dst: u8, src: u8, off: i16) -> Asm {
+    ins(0x6b, dst, src, off, 0)
+}
+/// *(u8 *)(dst + off) = src.
+const fn stx_b(dst: u8, src: u8, off: i16) -> Asm {
+    ins(0x73, dst, src, off, 0)
+}
+/// *(u64 *)(dst + off) = imm.
+const fn st_dw(dst: u8, off: i16, imm: i32) -> Asm {
+    ins(0x7a, dst, 0, off, imm)
 }
 /// Atomic *(u64 *)(dst + off) += src.
-const fn atomic_add_dw(dst: u8, src: u8, off: i16) -> Insn {
+const fn atomic_add_dw(dst: u8, src: u8, off: i16) -> Asm {
     ins(0xdb, dst, src, off, 0)
 }
-/// if dst > src (unsigned) goto +off.
-const fn jgt(dst: u8, src: u8, off: i16) -> Insn {
-    ins(0x2d, dst, src, off, 0)
+/// if dst > src (unsigned) goto `to`.
+const fn jgt(dst: u8, src: u8, to: &'static str) -> Asm {
+    jmp(0x2d, dst, src, 0, to)
 }
-/// if dst == imm goto +off.
-const fn jeq_imm(dst: u8, imm: i32, off: i16) -> Insn {
-    ins(0x15, dst, 0, off, imm)
+/// if dst == imm goto `to`.
+const fn jeq_imm(dst: u8, imm: i32, to: &'static str) -> Asm {
+    jmp(0x15, dst, 0, imm, to)
 }
-/// if dst != imm goto +off.
-const fn jne_imm(dst: u8, imm: i32, off: i16) -> Insn {
-    ins(0x55, dst, 0, off, imm)
+/// if dst != imm goto `to`.
+const fn jne_imm(dst: u8, imm: i32, to: &'static str) -> Asm {
+    jmp(0x55, dst, 0, imm, to)
 }
-const fn call(helper: i32) -> Insn {
+/// goto `to`.
+const fn ja(to: &'static str) -> Asm {
+    jmp(0x05, 0, 0, 0, to)
+}
+const fn call(helper: i32) -> Asm {
     ins(0x85, 0, 0, 0, helper)
 }
-const fn exit() -> Insn {
+const fn exit() -> Asm {
     ins(0x95, 0, 0, 0, 0)
 }
-/// dst = the map of fd `fd` (two instructions).
-fn ld_map(dst: u8, fd: RawFd) -> [Insn; 2] {
+/// dst = the map of fd `fd` (two instruction slots).
+fn ld_map(dst: u8, fd: RawFd) -> [Asm; 2] {
     [ins(0x18, dst, 1, 0, fd), ins(0, 0, 0, 0, 0)]
 }
 
-/// The tcx ingress program: key from the input ifindex and the frame's Ethernet header; a hit
-/// is counted and redirected to the entry's output interface; anything else (a tagged or
-/// short frame, a miss) goes on (`TCX_NEXT`). Stack: the key at fp-20.
+// The key on the stack: fp-32 .. fp-1 (see `FastKey`); the socket filter's copy of the IPv4
+// header: fp-56 .. fp-37.
+const K_IFINDEX: i16 = -32;
+const K_MACS: i16 = -28;
+const K_ETHERTYPE: i16 = -16;
+const K_PROTO: i16 = -14;
+const K_IP_SRC: i16 = -12;
+const K_IP_DST: i16 = -8;
+const K_PORTS: i16 = -4;
+const IP_COPY: i16 = -56;
+/// EtherType IPv4 (0x0800) as a 16-bit load of its two bytes reads on this little-endian
+/// machine; the IPv4 flags/offset halfword's fragment bits likewise (MF and the offset).
+const LE_ETH_IPV4: i32 = 0x0008;
+const LE_FRAG_BITS: i32 = 0xff3f;
+
+/// The tcx ingress program: the key from the input ifindex and the frame's headers; a hit is
+/// counted and redirected to the entry's output interface; anything else (a tagged, short or
+/// keyless frame, a miss) goes on (`TCX_NEXT`).
 fn tc_program(map_fd: RawFd) -> Vec<Insn> {
     let mut p = vec![
         mov(R6, R1),
         ldx_w(R5, R6, SKB_VLAN_PRESENT),
-        jne_imm(R5, 0, 29), // tag in the metadata -> pass
+        jne_imm(R5, 0, "pass"),
         ldx_w(R2, R6, SKB_DATA),
         ldx_w(R3, R6, SKB_DATA_END),
         mov(R4, R2),
         add_imm(R4, 14),
-        jgt(R4, R3, 24), // shorter than an Ethernet header -> pass
+        jgt(R4, R3, "pass"),
+        st_dw(R10, -32, 0),
+        st_dw(R10, -24, 0),
+        st_dw(R10, -16, 0),
+        st_dw(R10, -8, 0),
         ldx_w(R5, R6, SKB_IFINDEX),
-        stx_w(R10, R5, -20),
+        stx_w(R10, R5, K_IFINDEX),
         ldx_w(R5, R2, 0),
-        stx_w(R10, R5, -16),
+        stx_w(R10, R5, K_MACS),
         ldx_w(R5, R2, 4),
-        stx_w(R10, R5, -12),
+        stx_w(R10, R5, K_MACS + 4),
         ldx_w(R5, R2, 8),
-        stx_w(R10, R5, -8),
+        stx_w(R10, R5, K_MACS + 8),
         ldx_h(R5, R2, 12),
-        stx_w(R10, R5, -4), // EtherType, then two zero bytes
+        stx_h(R10, R5, K_ETHERTYPE),
+        jne_imm(R5, LE_ETH_IPV4, "lookup"),
+        mov(R4, R2),
+        add_imm(R4, 34),
+        jgt(R4, R3, "pass"),
+        ldx_b(R5, R2, 14),
+        jne_imm(R5, 0x45, "pass"),
+        ldx_h(R5, R2, 20),
+        and_imm(R5, LE_FRAG_BITS),
+        jne_imm(R5, 0, "pass"),
+        ldx_b(R5, R2, 23),
+        stx_b(R10, R5, K_PROTO),
+        ldx_w(R1, R2, 26),
+        stx_w(R10, R1, K_IP_SRC),
+        ldx_w(R1, R2, 30),
+        stx_w(R10, R1, K_IP_DST),
+        jeq_imm(R5, 6, "ports"),
+        jeq_imm(R5, 17, "ports"),
+        ja("lookup"),
+        Asm::L("ports"),
+        mov(R4, R2),
+        add_imm(R4, 38),
+        jgt(R4, R3, "pass"),
+        ldx_w(R1, R2, 34),
+        stx_w(R10, R1, K_PORTS),
+        Asm::L("lookup"),
     ];
     p.extend(ld_map(R1, map_fd));
     p.extend([
         mov(R2, R10),
-        add_imm(R2, -20),
+        add_imm(R2, K_IFINDEX.into()),
         call(FN_MAP_LOOKUP_ELEM),
-        jeq_imm(R0, 0, 8), // miss -> pass
+        jeq_imm(R0, 0, "pass"),
         mov_imm(R1, 1),
         atomic_add_dw(R0, R1, 8),
         ldx_w(R1, R6, SKB_LEN),
@@ -476,44 +634,76 @@ fn tc_program(map_fd: RawFd) -> Vec<Insn> {
         mov_imm(R2, 0),
         call(FN_REDIRECT),
         exit(),
-        // pass:
+        Asm::L("pass"),
         mov_imm(R0, TCX_NEXT),
         exit(),
     ]);
-    p
+    assemble(&p)
 }
 
 /// The packet-socket filter: 0 (skip the frame) when the tcx program will forward it, else
-/// the whole frame. Stack: the key at fp-20.
+/// the whole frame. The same key, read with `bpf_skb_load_bytes`.
 fn socket_filter(map_fd: RawFd) -> Vec<Insn> {
+    let load = |off: i32, to: i16, len: i32| {
+        [
+            mov(R1, R6),
+            mov_imm(R2, off),
+            mov(R3, R10),
+            add_imm(R3, to.into()),
+            mov_imm(R4, len),
+            call(FN_SKB_LOAD_BYTES),
+            jne_imm(R0, 0, "accept"),
+        ]
+    };
     let mut p = vec![
         mov(R6, R1),
         ldx_w(R5, R6, SKB_VLAN_PRESENT),
-        jne_imm(R5, 0, 18), // tag in the metadata -> accept
+        jne_imm(R5, 0, "accept"),
+        st_dw(R10, -32, 0),
+        st_dw(R10, -24, 0),
+        st_dw(R10, -16, 0),
+        st_dw(R10, -8, 0),
         ldx_w(R5, R6, SKB_IFINDEX),
-        stx_w(R10, R5, -20),
-        st_h(R10, -2, 0),
-        mov(R1, R6),
-        mov_imm(R2, 0),
-        mov(R3, R10),
-        add_imm(R3, -16),
-        mov_imm(R4, 14),
-        call(FN_SKB_LOAD_BYTES),
-        jne_imm(R0, 0, 8), // shorter than an Ethernet header -> accept
+        stx_w(R10, R5, K_IFINDEX),
     ];
+    p.extend(load(0, K_MACS, 14));
+    p.extend([
+        ldx_h(R5, R10, K_ETHERTYPE),
+        jne_imm(R5, LE_ETH_IPV4, "lookup"),
+    ]);
+    p.extend(load(14, IP_COPY, 20));
+    p.extend([
+        ldx_b(R5, R10, IP_COPY),
+        jne_imm(R5, 0x45, "accept"),
+        ldx_h(R5, R10, IP_COPY + 6),
+        and_imm(R5, LE_FRAG_BITS),
+        jne_imm(R5, 0, "accept"),
+        ldx_b(R5, R10, IP_COPY + 9),
+        stx_b(R10, R5, K_PROTO),
+        ldx_w(R1, R10, IP_COPY + 12),
+        stx_w(R10, R1, K_IP_SRC),
+        ldx_w(R1, R10, IP_COPY + 16),
+        stx_w(R10, R1, K_IP_DST),
+        jeq_imm(R5, 6, "ports"),
+        jeq_imm(R5, 17, "ports"),
+        ja("lookup"),
+        Asm::L("ports"),
+    ]);
+    p.extend(load(34, K_PORTS, 4));
+    p.push(Asm::L("lookup"));
     p.extend(ld_map(R1, map_fd));
     p.extend([
         mov(R2, R10),
-        add_imm(R2, -20),
+        add_imm(R2, K_IFINDEX.into()),
         call(FN_MAP_LOOKUP_ELEM),
-        jeq_imm(R0, 0, 2), // miss -> accept
+        jeq_imm(R0, 0, "accept"),
         mov_imm(R0, 0),
         exit(),
-        // accept:
+        Asm::L("accept"),
         mov_imm(R0, -1),
         exit(),
     ]);
-    p
+    assemble(&p)
 }
 
 #[cfg(test)]
@@ -521,35 +711,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_the_ifindex_then_the_ethernet_header() {
-        let frame = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06, 0xff];
-        let k = FastKey::of_frame(7, &frame).unwrap();
-        assert_eq!(k.dst, [1, 2, 3, 4, 5, 6]);
-        assert_eq!(k.src, [7, 8, 9, 10, 11, 12]);
-        assert_eq!(k.ethertype, 0x0806);
+    fn keys_follow_the_headers_up_to_the_ports() {
+        let mut f = vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06];
+        f.resize(60, 0xee);
+        let k = FastKey::of_frame(7, &f).unwrap();
+        assert_eq!(
+            (k.dst, k.src, k.ethertype),
+            ([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], 0x0806)
+        );
+        assert_eq!(
+            (k.ip_proto, k.ports),
+            (0, [0; 4]),
+            "not IPv4: no L3/L4 part"
+        );
         let b = k.bytes();
-        assert_eq!(&b[4..18], &frame[..14]);
-        assert_eq!(&b[18..], &[0, 0]);
+        assert_eq!(&b[4..18], &f[..14]);
+        assert!(b[18..].iter().all(|&x| x == 0));
         assert_eq!(FastKey::from_bytes(&b), k);
-        assert!(FastKey::of_frame(7, &frame[..13]).is_none());
+        assert!(FastKey::of_frame(7, &f[..13]).is_none());
+
+        // IPv4 UDP: protocol, addresses and ports as in the packet.
+        let mut ip = f[..12].to_vec();
+        ip.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0]);
+        ip.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2, 0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        let k = FastKey::of_frame(7, &ip).unwrap();
+        assert_eq!(k.ip_proto, 17);
+        assert_eq!((k.ip_src, k.ip_dst), ([198, 18, 0, 1], [198, 18, 0, 2]));
+        assert_eq!(k.ports, [0x13, 0x88, 0, 53]);
+        let b = k.bytes();
+        assert_eq!(
+            (b[18], &b[20..24], &b[28..32]),
+            (17, &ip[26..30], &ip[34..38])
+        );
+        assert_eq!(FastKey::from_bytes(&b), k);
+        // ICMP: no ports.
+        let mut icmp = ip.clone();
+        icmp[23] = 1;
+        assert_eq!(FastKey::of_frame(7, &icmp).unwrap().ports, [0; 4]);
+        // Options, a fragment (MF set or an offset), a short header: no key.
+        let mut opt = ip.clone();
+        opt[14] = 0x46;
+        assert!(FastKey::of_frame(7, &opt).is_none());
+        let mut mf = ip.clone();
+        mf[20] = 0x20;
+        assert!(FastKey::of_frame(7, &mf).is_none());
+        let mut off = ip.clone();
+        off[21] = 1;
+        assert!(FastKey::of_frame(7, &off).is_none());
+        assert!(FastKey::of_frame(7, &ip[..30]).is_none());
     }
 
     #[test]
-    fn jumps_land_on_the_pass_and_accept_blocks() {
-        // Every conditional jump in both programs targets an instruction inside the program
-        // that sets r0 and exits (the verifier would refuse a jump out of range; this checks
-        // it lands where intended).
-        for (prog, targets) in [
-            (tc_program(3), vec![(2usize, 32usize), (7, 32), (23, 32)]),
-            (socket_filter(3), vec![(2, 21), (12, 21), (18, 21)]),
-        ] {
-            for (at, want) in targets {
-                let i = prog[at];
-                let to =
-                    usize::try_from(i64::try_from(at).unwrap() + 1 + i64::from(i.off)).unwrap();
-                assert_eq!(to, want, "jump at {at}");
-                assert_eq!(prog[to].code, 0xb7, "target {to} sets r0");
-                assert_eq!(prog[to + 1].code, 0x95);
+    fn labels_resolve_to_the_instruction_after_them() {
+        let p = assemble(&[
+            jeq_imm(R0, 0, "b"),
+            mov_imm(R0, 1),
+            Asm::L("b"),
+            ja("end"),
+            mov_imm(R0, 2),
+            Asm::L("end"),
+            exit(),
+        ]);
+        assert_eq!(p.len(), 5);
+        assert_eq!((p[0].off, p[2].off), (1, 1));
+        // Every jump of both programs lands inside the program.
+        for prog in [tc_program(3), socket_filter(3)] {
+            for (pc, i) in prog.iter().enumerate() {
+                if i.code & 0x07 == 0x05 && i.code != 0x85 && i.code != 0x95 {
+                    let to = i64::try_from(pc).unwrap() + 1 + i64::from(i.off);
+                    assert!(
+                        to > i64::try_from(pc).unwrap() && to < i64::try_from(prog.len()).unwrap()
+                    );
+                }
             }
         }
     }
