@@ -1138,7 +1138,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
     let (dump_ovs, _) = ofctl(&topo.sw, &["dump-flows", &ovs_target], &ofl, t)?;
     let (dump_q, _) = ofctl(&topo.sw, &["dump-flows", &shg_q.target], &ofl, t)?;
     log_step(&format!(
-        "shg-switch x3 up; {n_many} flows installed in {:.2} s",
+        "shg-switch x4 up; {n_many} flows installed in {:.2} s",
         install.as_secs_f64()
     ));
     if n_many != opts.flows + 1 {

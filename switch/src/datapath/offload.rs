@@ -5,9 +5,10 @@
 //! and headers as far as the kernel's key reads them (Ethernet addresses and type, untagged;
 //! for plain IPv4 the protocol and addresses, and TCP/UDP ports: [`FastKey`]) when all of
 //! these hold:
-//! - it depends on nothing else: the pipeline walk is in the megaflow cache and its mask
-//!   covers no field beyond in_port, those headers, VLAN (absent: the kernel takes untagged
-//!   frames only) and the pipeline fields that are zero on arrival (metadata, tunnel_id); or
+//! - it depends on nothing else: the pipeline walk is in the megaflow cache and each field of
+//!   its mask is in that key or the same for every frame of the key (`mask_is_repeatable`:
+//!   VLAN, absent on every frame the kernel takes; metadata and tunnel_id, zero on arrival;
+//!   fields the EtherType or IPv4 protocol rules out); or
 //!   fail-mode standalone decides alone (NORMAL for every frame while its
 //!   controllers are away, or for a table miss when it has none);
 //! - it is one output of the frame unchanged: every table hit, no meter, the actions are a
@@ -31,27 +32,56 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::RawFd;
 
-/// Fields a repeatable decision may depend on (see the module doc): what the kernel's key
-/// holds, plus VLAN (absent on every frame it takes) and the pipeline fields that are zero on
-/// arrival.
-const KEY_FIELDS: [Field; 16] = [
-    Field::InPort,
-    Field::InPhyPort,
-    Field::Metadata,
-    Field::TunnelId,
-    Field::EthDst,
-    Field::EthSrc,
-    Field::EthType,
-    Field::VlanVid,
-    Field::VlanPcp,
-    Field::IpProto,
-    Field::Ipv4Src,
-    Field::Ipv4Dst,
-    Field::TcpSrc,
-    Field::TcpDst,
-    Field::UdpSrc,
-    Field::UdpDst,
-];
+/// Whether a decision whose pipeline walk looked at the key bits `mask` is the same for every
+/// frame that has the kernel key of the frame with flow key `key`: each field in the mask is
+/// either in the kernel's key (in_port, Ethernet addresses and type; for IPv4 the protocol,
+/// addresses and TCP/UDP ports), or the same for all those frames: VLAN (the kernel takes
+/// untagged frames only), metadata and tunnel_id (zero on arrival), or a field the key's
+/// EtherType or IPv4 protocol rules out (IPv6 fields of an IPv4 frame, ARP fields of an IP
+/// frame, SCTP ports of a TCP packet...: zero in every such key).
+fn mask_is_repeatable(mask: &FlowKey, key: &FlowKey) -> bool {
+    use Field as F;
+    let et = key.get_u64(F::EthType);
+    let proto = key.get_u64(F::IpProto);
+    let ipv4 = et == 0x0800;
+    let ip = ipv4 || et == 0x86dd;
+    Field::all().filter(|f| !mask.is_zero(*f)).all(|f| match f {
+        F::InPort
+        | F::InPhyPort
+        | F::Metadata
+        | F::TunnelId
+        | F::EthDst
+        | F::EthSrc
+        | F::EthType
+        | F::VlanVid
+        | F::VlanPcp => true,
+        F::IpProto | F::Ipv4Src | F::Ipv4Dst | F::TcpSrc | F::TcpDst | F::UdpSrc | F::UdpDst
+            if ipv4 =>
+        {
+            true
+        }
+        F::IpProto | F::IpDscp | F::IpEcn => !ip,
+        F::Ipv4Src | F::Ipv4Dst => !ipv4,
+        // Without the IPv6 next header in the kernel key, transport fields of IPv6
+        // frames may differ between frames of one key.
+        F::TcpSrc | F::TcpDst | F::UdpSrc | F::UdpDst => !ip,
+        F::SctpSrc | F::SctpDst => !ip || (ipv4 && proto != 132),
+        F::Icmpv4Type | F::Icmpv4Code => !ip || (ipv4 && proto != 1),
+        F::Icmpv6Type
+        | F::Icmpv6Code
+        | F::Ipv6Src
+        | F::Ipv6Dst
+        | F::Ipv6Flabel
+        | F::Ipv6NdTarget
+        | F::Ipv6NdSll
+        | F::Ipv6NdTll
+        | F::Ipv6Exthdr => et != 0x86dd,
+        F::ArpOp | F::ArpSpa | F::ArpTpa | F::ArpSha | F::ArpTha => et != 0x0806,
+        F::MplsLabel | F::MplsTc | F::MplsBos => !matches!(et, 0x8847 | 0x8848),
+        F::PbbIsid => et != 0x88e7,
+        _ => false,
+    })
+}
 
 /// Entries the kernel map holds at most.
 pub const MAX_ENTRIES: u32 = 16_384;
@@ -97,10 +127,7 @@ pub fn candidate(
         if result.trace.iter().any(|s| s.hit.is_none()) && !miss_normal {
             return None;
         }
-        let only_key_fields = Field::all()
-            .filter(|f| !KEY_FIELDS.contains(f))
-            .all(|f| result.mask.is_zero(f));
-        if !only_key_fields {
+        if !mask_is_repeatable(&result.mask, key) {
             return None;
         }
         match result.actions.as_slice() {
@@ -317,5 +344,77 @@ impl FastPath for KernelOffload {
 
     fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ethertype: u16, proto: u8) -> FlowKey {
+        let mut k = FlowKey::default();
+        k.set_u64(Field::EthType, u64::from(ethertype));
+        k.set_u64(Field::IpProto, u64::from(proto));
+        k
+    }
+
+    fn mask(fields: &[Field]) -> FlowKey {
+        let mut m = FlowKey::default();
+        for &f in fields {
+            m.set(f, &shg_flows::field::field_full_mask(f));
+        }
+        m
+    }
+
+    #[test]
+    fn a_mask_field_counts_when_the_kernel_key_holds_it_or_rules_it_out() {
+        let tcp4 = key(0x0800, 6);
+        for (fields, ok) in [
+            (&[Field::InPort, Field::EthDst, Field::VlanVid][..], true),
+            (&[Field::Ipv4Dst, Field::TcpDst, Field::IpProto], true),
+            (
+                &[
+                    Field::Ipv6Dst,
+                    Field::ArpTpa,
+                    Field::SctpDst,
+                    Field::Icmpv4Type,
+                ],
+                true,
+            ),
+            (&[Field::IpDscp], false),
+            (&[Field::IpEcn], false),
+        ] {
+            assert_eq!(
+                mask_is_repeatable(&mask(fields), &tcp4),
+                ok,
+                "tcp4 {fields:?}"
+            );
+        }
+        let icmp4 = key(0x0800, 1);
+        assert!(!mask_is_repeatable(&mask(&[Field::Icmpv4Type]), &icmp4));
+        let tcp6 = key(0x86dd, 6);
+        for (fields, ok) in [
+            (&[Field::Ipv4Dst, Field::ArpOp][..], true),
+            (&[Field::TcpDst], false),
+            (&[Field::IpProto], false),
+            (&[Field::Ipv6Dst], false),
+        ] {
+            assert_eq!(
+                mask_is_repeatable(&mask(fields), &tcp6),
+                ok,
+                "tcp6 {fields:?}"
+            );
+        }
+        let arp = key(0x0806, 0);
+        assert!(mask_is_repeatable(
+            &mask(&[
+                Field::IpProto,
+                Field::Ipv4Dst,
+                Field::TcpDst,
+                Field::Ipv6Src
+            ]),
+            &arp
+        ));
+        assert!(!mask_is_repeatable(&mask(&[Field::ArpTpa]), &arp));
     }
 }
