@@ -199,7 +199,12 @@ fn dump_flows_paged(
     args: &str,
     clock: Clock,
 ) -> Result<String, String> {
-    let filter = dump_flows_filter(&lock(of), args)?;
+    let filter = {
+        let mut g = lock(of);
+        // Counts of the decisions the kernel repeats, credited first (as `execute` does).
+        g.entered(clock.now());
+        dump_flows_filter(&g, args)?
+    };
     let mut s = String::new();
     let mut after = None;
     loop {
