@@ -38,9 +38,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
@@ -251,15 +251,17 @@ impl FastPath {
 
     /// Removes `key`; returns its final counters (None: it was not there).
     pub fn remove(&self, key: &FastKey) -> io::Result<Option<FastCounters>> {
-        let c = self.counters(key)?;
-        if c.is_some() {
-            match self.elem(BPF_MAP_DELETE_ELEM, &key.bytes(), std::ptr::null_mut()) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(ctx("BPF_MAP_DELETE_ELEM", e)),
-            }
+        // One step (hash maps, kernel 5.14+): no frame is counted between the read and the
+        // removal without being read.
+        let mut v = [0u8; VALUE_LEN];
+        match self.elem(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &key.bytes(), v.as_mut_ptr()) {
+            Ok(()) => Ok(Some(FastCounters {
+                packets: u64_at(&v, 8),
+                bytes: u64_at(&v, 16),
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(ctx("BPF_MAP_LOOKUP_AND_DELETE_ELEM", e)),
         }
-        Ok(c)
     }
 
     /// The counters of `key` (None: not in the map).
