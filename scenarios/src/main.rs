@@ -24,11 +24,12 @@ Usage:
   (scenarios: run / check / list, below the benchmarks)
   shg-scenario bench datapath [--quick] [--reps N] [--out DIR] [--flows N]
                               [--tcp-secs S] [--udp-secs S] [--switch PATH]
-      Linux bridge vs OVS userspace (userspace TSO) vs shg-switch (1 flow; N flows, default
-      10000; egress queues: port toward the receiver shaped to 40gbit, 2 queues, set_queue:1)
-      and, as the I/O reference, shg-switch's AF_PACKET ports forwarding to each other
-      without OpenFlow, on one namespace topology: TCP 1/4 streams, 64-byte UDP, idle RTT,
-      switch CPU and RSS. Medians of N repetitions (default 3; --quick: 1, short tests).
+      Linux bridge vs OVS userspace (userspace TSO) vs shg-switch (1 flow; 1 flow with
+      --kernel-fast-path off; N flows, default 10000; egress queues: port toward the receiver
+      shaped to 40gbit, 2 queues, set_queue:1) and, as I/O references, shg-switch's AF_PACKET
+      ports forwarding to each other without OpenFlow, without and with the kernel fast path,
+      on one namespace topology: TCP 1/4 streams, 64-byte UDP, idle RTT, switch CPU and RSS.
+      Medians of N repetitions (default 3; --quick: 1, short tests).
   shg-scenario bench flows [--n N] [--out DIR] [--switch PATH]
       ovs-ofctl add-flows / dump-flows of 10000 and N (default 100000) flows into shg-switch
       and OVS, timed, with RSS.
