@@ -112,7 +112,7 @@ impl Config {
             Config::Ovs => "OVS 3.1 userspace (netdev) + userspace TSO".into(),
             Config::Forward => "shg's AF_PACKET port I/O alone, no OpenFlow (reference)".into(),
             Config::ForwardKernel => {
-                "the reference + kernel fast path (tcx/BPF redirect after a MAC pair's first frame)"
+                "the reference + kernel fast path (tcx/BPF redirect after a header's first frame)"
                     .into()
             }
             Config::Shg => "shg-switch, 1 flow (`actions=NORMAL`)".into(),

@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::io;
 use std::time::Instant;
 
-/// Fast-path entries at most (MAC pairs per direction).
+/// Fast-path entries at most (headers: per direction and, for IPv4, per TCP/UDP flow).
 const FAST_ENTRIES: u32 = 4096;
 /// Frames taken from one port per turn (as the datapath's `RX_BATCH`).
 const BATCH: usize = shg_switch::datapath::RX_BATCH;
@@ -32,8 +32,8 @@ const BATCH: usize = shg_switch::datapath::RX_BATCH;
 /// or `ppoll` failing.
 ///
 /// With `kernel`, the forwarder also runs the in-kernel fast path ([`FastPath`]): after it
-/// has forwarded a frame, frames with the same input port and MAC addresses are forwarded by
-/// the kernel at the input's ingress and no longer reach it.
+/// has forwarded a frame, frames with the same input port and headers (as far as the kernel's
+/// key reads them) are forwarded by the kernel at the input's ingress and no longer reach it.
 pub fn forward(a: &str, b: &str, kernel: bool) -> io::Result<Infallible> {
     let mut ports = [AfPacketPort::open(a)?, AfPacketPort::open(b)?];
     let ifindex = [ports[0].ifindex(), ports[1].ifindex()];

@@ -1,6 +1,6 @@
 //! The in-kernel fast path's mechanism: a tcx ingress program and a packet-socket filter that
-//! share one BPF hash map of (input interface, destination MAC, source MAC, EtherType) →
-//! output interface.
+//! share one BPF hash map of (input interface, frame headers up to the IPv4 ports: [`FastKey`])
+//! → output interface.
 //!
 //! Why: a frame forwarded through user space is copied twice and waits for a thread to wake
 //! (docs/benchmarks.md); one the kernel redirects at the input interface's ingress is neither.
@@ -16,12 +16,12 @@
 //! interface's egress. A frame not in the map goes to the socket as before and on through the
 //! stack's ingress unchanged (`TCX_NEXT`). Frames carrying an 802.1Q tag (in the frame or, as
 //! veths deliver it, in the skb's metadata) never take the fast path: the key has no VLAN.
-//! An entry inserted between the two lookups of one
-//! frame would forward that frame twice; callers insert an entry after they have forwarded the
-//! frame that taught it, so the window is that one frame's.
+//! An entry inserted between the two lookups of one frame would forward that frame twice;
+//! callers insert an entry after they have forwarded the frame that taught it, so the window
+//! is that one frame's. Taking an entry back reads its counters and deletes it in one step.
 //!
-//! The programs are a few dozen BPF instructions assembled here (no compiler, no object
-//! file, no BTF): the kernel's verifier checks them at load, and its log is returned in the
+//! The programs are about 60 and 50 BPF instructions assembled here with labels (no
+//! compiler, no object file, no BTF): the kernel's verifier checks them at load, and its log is returned in the
 //! error when it refuses. The tcx links detach when [`FastPath`] is dropped (their fds
 //! close); so do the map and programs. Needs CAP_BPF and CAP_NET_ADMIN, a kernel with tcx
 //! (6.6+) and the BPF syscall.
