@@ -785,35 +785,34 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
         },
     };
 
-    let realtime = match &raw.datapath_priority {
-        None => false,
-        Some(it) => match it.value.as_str() {
-            "normal" => false,
-            "realtime" => true,
-            other => {
-                err(
-                    &it.place,
-                    format!("\"{other}\" is not a datapath priority (normal or realtime)"),
-                );
-                false
+    // A setting with two spellings, each meaning a bool.
+    let mut either =
+        |it: &Option<Item<String>>, choices: [(&str, bool); 2], what: &str, default| {
+            let Some(it) = it else { return default };
+            match choices.iter().find(|(word, _)| *word == it.value) {
+                Some(&(_, v)) => v,
+                None => {
+                    let [(a, _), (b, _)] = choices;
+                    err(
+                        &it.place,
+                        format!("\"{}\" is not a {what} ({a} or {b})", it.value),
+                    );
+                    default
+                }
             }
-        },
-    };
-
-    let kernel_fast_path = match &raw.kernel_fast_path {
-        None => true,
-        Some(it) => match it.value.as_str() {
-            "off" => false,
-            "on" => true,
-            other => {
-                err(
-                    &it.place,
-                    format!("\"{other}\" is not a kernel fast path setting (on or off)"),
-                );
-                false
-            }
-        },
-    };
+        };
+    let realtime = either(
+        &raw.datapath_priority,
+        [("normal", false), ("realtime", true)],
+        "datapath priority",
+        false,
+    );
+    let kernel_fast_path = either(
+        &raw.kernel_fast_path,
+        [("on", true), ("off", false)],
+        "kernel fast path setting",
+        true,
+    );
 
     let log = raw.log.as_ref().map(|it| {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&it.value) {

@@ -277,7 +277,8 @@ fn ioctl_speed_kbps(fd: RawFd, ifname: &str) -> u32 {
     mbps.saturating_mul(1000)
 }
 
-fn setsockopt_int(
+/// Sets an integer socket option (also used by [`super::kfast`] to attach its filter).
+pub(super) fn setsockopt_int(
     fd: RawFd,
     level: libc::c_int,
     opt: libc::c_int,

@@ -222,21 +222,13 @@ impl FastPath {
 
     /// Makes the packet socket `fd` skip the frames the fast path forwards.
     pub fn filter_socket(&self, fd: RawFd) -> io::Result<()> {
-        let prog: libc::c_int = self.sock_prog.as_raw_fd();
-        // SAFETY: passes a live c_int and its exact size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                SO_ATTACH_BPF,
-                std::ptr::addr_of!(prog).cast::<libc::c_void>(),
-                socklen::<libc::c_int>(),
-            )
-        };
-        if r < 0 {
-            return Err(ctx("SO_ATTACH_BPF", io::Error::last_os_error()));
-        }
-        Ok(())
+        super::afpacket::setsockopt_int(
+            fd,
+            libc::SOL_SOCKET,
+            SO_ATTACH_BPF,
+            self.sock_prog.as_raw_fd(),
+        )
+        .map_err(|e| ctx("SO_ATTACH_BPF", e))
     }
 
     /// Forwards frames of `key` to `out_ifindex`'s egress in the kernel from now on (counters
@@ -315,10 +307,6 @@ fn u64_at(v: &[u8; VALUE_LEN], at: usize) -> u64 {
 
 fn ctx(what: &str, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("kernel fast path: {what}: {e}"))
-}
-
-fn socklen<T>() -> libc::socklen_t {
-    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(0)
 }
 
 fn fd_u32(fd: RawFd) -> u32 {
