@@ -1,18 +1,11 @@
 //! `shg-scenario bench forward`, the I/O reference of `bench datapath`, in network namespaces
 //! (root; SKIP otherwise): it forwards both ways between its two ports (ping across it, small
 //! and 8000-byte), also with `--kernel` (the kernel fast path takes over after the first frame
-//! of each MAC pair), and a port that does not exist is refused with its name.
+//! of each header), and a port that does not exist is refused with its name.
 
-use shg_scenario::netns::{prefix, skip_unless_root, Netns, Proc, Veth};
-use std::path::PathBuf;
+use shg_scenario::netns::{prefix, skip_unless_root, Netns, Proc, Scratch, Veth};
 use std::process::Command;
 use std::time::Duration;
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shg-forward-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 #[test]
 fn forwards_both_ways_between_its_two_ports() {
@@ -46,7 +39,14 @@ fn forwards_both_ways(extra: &[&str]) {
         "h1 reached h2 without the forwarder"
     );
 
-    let dir = scratch(if extra.is_empty() { "fwd" } else { "kernel" });
+    let dir = Scratch::new(
+        &std::env::temp_dir(),
+        &format!(
+            "shg-forward-{p}{}",
+            if extra.is_empty() { "" } else { "-kernel" }
+        ),
+    )
+    .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shg-scenario"));
     cmd.args(["bench", "forward", &format!("{p}s1"), &format!("{p}s2")])
         .args(extra);
@@ -74,7 +74,6 @@ fn forwards_both_ways(extra: &[&str]) {
     assert!(big.status.success(), "8000-byte ping: {}", fwd.describe());
     assert!(fwd.exited().is_none(), "forwarder died: {}", fwd.describe());
     fwd.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

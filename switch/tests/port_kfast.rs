@@ -22,11 +22,7 @@ use std::path::Path;
 
 fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
     let text = ns.mac(ifname).unwrap();
-    let mut m = [0u8; 6];
-    for (b, h) in m.iter_mut().zip(text.trim().split(':')) {
-        *b = u8::from_str_radix(h, 16).unwrap();
-    }
-    m
+    shg_flows::text::value::parse_mac(text.trim()).unwrap_or_else(|| panic!("{text:?}"))
 }
 
 fn received_keys(port: &mut AfPacketPort, ifindex: u32) -> Vec<FastKey> {

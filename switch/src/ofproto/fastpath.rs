@@ -58,11 +58,6 @@ impl Ofproto {
         self.fast_path = Some(fast);
     }
 
-    /// Whether a fast path is installed.
-    pub fn has_fast_path(&self) -> bool {
-        self.fast_path.is_some()
-    }
-
     /// Takes every handed-over decision back, crediting what it forwarded (see the module
     /// doc). A no-op without a fast path.
     pub fn drain_fast_path(&mut self, now: u64) {
