@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -481,9 +482,12 @@ async fn serve(inner: Arc<Inner>, l: Listener) {
                     conns.spawn(async move {
                         let peer = peer.to_string();
                         match acceptor {
-                            None => conn::run(inner, stream, crate::ofproto::ConnKind::Passive, peer).await,
+                            None => {
+                                let raw = stream.as_raw_fd();
+                                conn::run(inner, stream, Some(raw), crate::ofproto::ConnKind::Passive, peer).await
+                            }
                             Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
-                                Ok(Ok(s)) => conn::run(inner, s, crate::ofproto::ConnKind::Passive, peer).await,
+                                Ok(Ok(s)) => conn::run(inner, s, None, crate::ofproto::ConnKind::Passive, peer).await,
                                 Ok(Err(e)) => warn!(%peer, "TLS handshake failed: {e}"),
                                 Err(_) => warn!(%peer, "TLS handshake timed out"),
                             },
@@ -526,9 +530,11 @@ async fn keep_connected(inner: Arc<Inner>, c: Controller) {
             (Err(e), _) => Err(e),
             (Ok(tcp), None) => {
                 backoff.reset();
+                let raw = tcp.as_raw_fd();
                 conn::run(
                     inner.clone(),
                     tcp,
+                    Some(raw),
                     crate::ofproto::ConnKind::Active,
                     target.clone(),
                 )
@@ -543,6 +549,7 @@ async fn keep_connected(inner: Arc<Inner>, c: Controller) {
                         conn::run(
                             inner.clone(),
                             tls,
+                            None,
                             crate::ofproto::ConnKind::Active,
                             target.clone(),
                         )
