@@ -415,8 +415,22 @@ impl FlowTables {
 
     /// Applies a flow_mod after validating it (`crate::validate::check_flow_mod`).
     pub fn apply_flow_mod(&mut self, fm: &FlowMod, now: u64) -> Result<FlowModEffect> {
+        let checked = crate::validate::check_flow_mod(fm, self.n_tables())?;
+        self.apply_checked_flow_mod(checked, now)
+    }
+
+    /// [`FlowTables::apply_flow_mod`] of a flow_mod the caller already validated (checked
+    /// again only if that was against another number of tables).
+    pub fn apply_checked_flow_mod(
+        &mut self,
+        checked: crate::validate::CheckedFlowMod<'_>,
+        now: u64,
+    ) -> Result<FlowModEffect> {
         self.cache.invalidate();
-        crate::validate::check_flow_mod(fm, self.n_tables())?;
+        let fm = checked.flow_mod;
+        if checked.n_tables != self.n_tables() {
+            crate::validate::check_flow_mod(fm, self.n_tables())?;
+        }
         if fm.table_id != OFPTT_ALL && usize::from(fm.table_id) >= self.tables.len() {
             return Err(Error::flow_mod(
                 FlowModFailedCode::BadTableId,

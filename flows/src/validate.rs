@@ -405,9 +405,17 @@ pub fn check_instructions(
     Ok(())
 }
 
+/// A flow_mod that passed [`check_flow_mod`] against `n_tables` tables, so that
+/// `FlowTables::apply_checked_flow_mod` need not check it again.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedFlowMod<'a> {
+    pub flow_mod: &'a FlowMod,
+    pub n_tables: u8,
+}
+
 /// Checks a flow_mod before a table applies it: command, table id, flags, the match's
 /// prerequisites (every command), and the instructions (ADD and MODIFY*).
-pub fn check_flow_mod(fm: &FlowMod, n_tables: u8) -> Result<()> {
+pub fn check_flow_mod(fm: &FlowMod, n_tables: u8) -> Result<CheckedFlowMod<'_>> {
     let is_delete = match fm.command {
         FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict => false,
         FlowModCommand::Delete | FlowModCommand::DeleteStrict => true,
@@ -449,7 +457,10 @@ pub fn check_flow_mod(fm: &FlowMod, n_tables: u8) -> Result<()> {
     if !is_delete {
         check_instructions(&fm.instructions, fm.table_id, n_tables, &fm.r#match)?;
     }
-    Ok(())
+    Ok(CheckedFlowMod {
+        flow_mod: fm,
+        n_tables,
+    })
 }
 
 #[cfg(test)]
@@ -770,7 +781,7 @@ mod tests {
         let with = |f: &dyn Fn(&mut FlowMod)| {
             let mut x = base.clone();
             f(&mut x);
-            check_flow_mod(&x, 4)
+            check_flow_mod(&x, 4).map(|_| ())
         };
         assert_eq!(
             code(with(&|x| x.table_id = 4)),

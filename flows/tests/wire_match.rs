@@ -844,7 +844,7 @@ fn validation_agrees_with_ovs() {
             ..FlowMod::default()
         };
         let ours = match check_flow_mod(&fm, 255) {
-            Ok(()) => String::new(),
+            Ok(_) => String::new(),
             Err(e)
                 if e.code
                     == ErrorCode::Experimenter {

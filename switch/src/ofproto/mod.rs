@@ -658,7 +658,7 @@ impl Ofproto {
             fm.command,
             FlowModCommand::Delete | FlowModCommand::DeleteStrict
         );
-        validate::check_flow_mod(fm, self.tables.n_tables())?;
+        let checked = validate::check_flow_mod(fm, self.tables.n_tables())?;
         if !is_delete {
             self.check_refs(&fm.instructions)?;
         }
@@ -671,7 +671,7 @@ impl Ofproto {
                 ),
             ));
         }
-        match self.tables.apply_flow_mod(fm, now)? {
+        match self.tables.apply_checked_flow_mod(checked, now)? {
             FlowModEffect::Added { .. } => {
                 let timeouts = [fm.idle_timeout, fm.hard_timeout];
                 if let Some(t) = timeouts.iter().filter(|t| **t > 0).min() {
