@@ -8,9 +8,11 @@
 //!                        [--switch PATH]
 //! shg-scenario bench stall [--flows N] [--reps N] [--out DIR] [--switch PATH]
 //! shg-scenario bench forward IF_A IF_B [--kernel]   (the I/O reference bench datapath runs; bench::forward)
+//! shg-scenario bench answer ADDR   (the round-trip reference bench flows runs; bench::answer)
 //! shg-scenario run FILE|NAME [--out DIR] | check FILE|NAME | list   (shg_scenario::scenario)
 //! ```
 
+use shg_scenario::bench::answer::answer;
 use shg_scenario::bench::datapath::{run_datapath, DatapathOpts};
 use shg_scenario::bench::flows::{run_flows, FlowsOpts};
 use shg_scenario::bench::forward::forward;
@@ -32,7 +34,8 @@ Usage:
       Medians of N repetitions (default 3; --quick: 1, short tests).
   shg-scenario bench flows [--n N] [--out DIR] [--switch PATH]
       ovs-ofctl add-flows / dump-flows of 10000 and N (default 100000) flows into shg-switch
-      and OVS, timed, with RSS.
+      and OVS, timed, with RSS; and add-flows into a round-trip reference that answers
+      barriers and drops the flows (what the round trips alone take).
   shg-scenario bench qos [--quick] [--reps N] [--out DIR] [--configs fifo,htb,shg]
                          [--phase-secs S] [--switch PATH]
       Latency under load on a 20 Mbit/s uplink: Linux bridge + FIFO, Linux bridge + tc HTB
@@ -63,6 +66,8 @@ enum Cmd {
     Storm(String, usize),
     /// The I/O reference of `bench datapath` (run by it inside the switch namespace).
     Forward(String, String, bool),
+    /// The round-trip reference of `bench flows` (run by it inside its namespace).
+    Answer(String),
     Help,
 }
 
@@ -181,6 +186,13 @@ fn parse(args: Vec<String>) -> Result<Cmd, String> {
             };
             Ok(Cmd::Forward(a, b, kernel))
         }
+        (Some("bench"), Some("answer")) => {
+            let addr = value::<String>("answer ADDR", it.next())?;
+            if let Some(f) = it.next() {
+                return Err(format!("{f}: unknown option"));
+            }
+            Ok(Cmd::Answer(addr))
+        }
         _ => Err("unknown command".into()),
     }
 }
@@ -209,6 +221,11 @@ fn main() -> ExitCode {
         Cmd::Forward(a, b, kernel) => {
             let Err(e) = forward(&a, &b, kernel);
             eprintln!("shg-scenario bench forward: {e}");
+            return ExitCode::FAILURE;
+        }
+        Cmd::Answer(addr) => {
+            let Err(e) = answer(&addr);
+            eprintln!("shg-scenario bench answer: {e}");
             return ExitCode::FAILURE;
         }
         Cmd::Storm(addr, n) => {

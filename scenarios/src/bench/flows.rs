@@ -3,18 +3,21 @@
 //! `ovs-ofctl -O OpenFlow13 add-flows` over TCP, timed, then `dump-flows` of each, timed and
 //! counted; RSS of shg-switch and ovs-vswitchd before and after. Sizes 10 000 and `--n`
 //! (default 100 000); both switches are started afresh for each size, and which one goes
-//! first alternates.
+//! first alternates. After them, the same add-flows goes into the round-trip reference
+//! ([`super::answer`], which answers barriers and drops the flows): what ovs-ofctl's round
+//! trips alone take on this machine.
 
 use super::{count_dumped_flows, machine_note, now_utc, ofctl, Env, Ovs, Shg};
 use crate::flowgen;
 use crate::interrupt;
-use crate::netns::{prefix, Netns, Veth};
+use crate::netns::{prefix, wait_for_file_text, Netns, Proc, Veth};
 use crate::procfs;
 use crate::stats::{fmt_opt, fmt_ratio, ratio};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 /// Options of `bench flows`.
@@ -32,6 +35,8 @@ pub struct FlowsOpts {
 pub enum Which {
     Shg,
     Ovs,
+    /// The round-trip reference (no table: add-flows only).
+    Answer,
 }
 
 impl Which {
@@ -39,6 +44,7 @@ impl Which {
         match self {
             Which::Shg => "shg-switch",
             Which::Ovs => "ovs-vswitchd",
+            Which::Answer => "reference (answers barriers, drops flows)",
         }
     }
 }
@@ -90,22 +96,24 @@ impl FlowsReport {
             "`ovs-ofctl -O OpenFlow13 add-flows` of one generated file (mixed masks) over TCP \
              into each switch, started afresh per size; then `dump-flows`. ovs-ofctl sends each \
              flow mod followed by a barrier and waits for the reply, so add-flows time is \
-             mostly round trips; the switch's own CPU time is shown next to it.\n\n",
+             mostly round trips; the switch's own CPU time is shown next to it. The reference \
+             (`shg-scenario bench answer`) answers the barriers and drops the flows, polling \
+             its socket as shg-switch does: its time is what the round trips alone take.\n\n",
         );
         s.push_str(
-            "| switch | flows | add-flows s | shg / OVS | switch CPU s during add | dump-flows s | shg / OVS \
+            "| switch | flows | add-flows s | × OVS | switch CPU s during add | dump-flows s | × OVS \
              | flows dumped | RSS MB before | after add | after dump |\n",
         );
         s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
         let mut sizes: Vec<usize> = self.rows.iter().map(|r| r.n).collect();
         sizes.dedup();
         for n in sizes {
-            for which in [Which::Shg, Which::Ovs] {
+            for which in [Which::Shg, Which::Ovs, Which::Answer] {
                 let Some(r) = self.row(which, n) else {
                     continue;
                 };
                 let other = self.row(Which::Ovs, n);
-                let (add_ratio, dump_ratio) = if which == Which::Shg {
+                let (add_ratio, dump_ratio) = if which != Which::Ovs {
                     (
                         fmt_ratio(ratio(r.add_secs, other.and_then(|o| o.add_secs))),
                         fmt_ratio(ratio(r.dump_secs, other.and_then(|o| o.dump_secs))),
@@ -215,6 +223,10 @@ fn measure_one(
         }
     }
     row.rss_after_add_kb = procfs::rss_kb(pid).ok();
+    if which == Which::Answer {
+        // No table to dump.
+        return Ok(row);
+    }
     let dump_log = dir.join(format!("{}-{n}.dump.txt", which.key()));
     match ofctl(ns, &["dump-flows", target], &dump_log, t) {
         Ok((text, took)) => {
@@ -267,9 +279,9 @@ pub fn run_flows(opts: &FlowsOpts) -> io::Result<(FlowsReport, PathBuf)> {
         flowgen::write_flow_file(&file, n, false)?;
         let file = file.to_string_lossy().into_owned();
         let order = if k % 2 == 0 {
-            [Which::Shg, Which::Ovs]
+            [Which::Shg, Which::Ovs, Which::Answer]
         } else {
-            [Which::Ovs, Which::Shg]
+            [Which::Ovs, Which::Shg, Which::Answer]
         };
         for which in order {
             interrupt::check()?;
@@ -313,15 +325,30 @@ pub fn run_flows(opts: &FlowsOpts) -> io::Result<(FlowsReport, PathBuf)> {
                     ovs.check_alive()?;
                     row
                 }
+                Which::Answer => {
+                    let mut answer = start_answer(&sw, 6703, &dir, n)?;
+                    let row = measure_one(
+                        &sw,
+                        &Sut {
+                            which,
+                            target: "tcp:127.0.0.1:6703",
+                            pid: answer.pid(),
+                        },
+                        &file,
+                        n,
+                        &dir,
+                        hz,
+                    )?;
+                    if answer.exited().is_some() {
+                        return Err(io::Error::other(format!(
+                            "the round-trip reference stopped: {}",
+                            answer.describe()
+                        )));
+                    }
+                    row
+                }
             };
-            eprintln!(
-                "    add-flows {} s, dump-flows {} s ({} flows), RSS {} -> {} MB",
-                fmt_opt(row.add_secs, 2),
-                fmt_opt(row.dump_secs, 2),
-                row.dumped.map_or("-".into(), |d| d.to_string()),
-                fmt_opt(mb(row.rss_before_kb), 1),
-                fmt_opt(mb(row.rss_after_dump_kb), 1),
-            );
+            report_row(&row);
             report.rows.push(row);
         }
     }
@@ -329,6 +356,34 @@ pub fn run_flows(opts: &FlowsOpts) -> io::Result<(FlowsReport, PathBuf)> {
     drop(sw);
     super::datapath::write_outputs(&dir, &report.json(), &report.markdown())?;
     Ok((report, dir))
+}
+
+/// The progress line of one row.
+fn report_row(row: &FlowsRow) {
+    eprintln!(
+        "    add-flows {} s, dump-flows {} s ({} flows), RSS {} -> {} MB",
+        fmt_opt(row.add_secs, 2),
+        fmt_opt(row.dump_secs, 2),
+        row.dumped.map_or("-".into(), |d| d.to_string()),
+        fmt_opt(mb(row.rss_before_kb), 1),
+        fmt_opt(mb(row.rss_after_dump_kb), 1),
+    );
+}
+
+/// Starts the round-trip reference (`shg-scenario bench answer`) in `ns` on 127.0.0.1:`port`
+/// and waits until it listens.
+fn start_answer(ns: &Netns, port: u16, dir: &Path, n: usize) -> io::Result<Proc> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["bench", "answer", &format!("127.0.0.1:{port}")]);
+    let log = dir.join(format!("answer-{n}.log"));
+    let mut proc = Proc::spawn_in(ns, &cmd, &log)?;
+    if !wait_for_file_text(&log, "listening", Duration::from_secs(5)) || proc.exited().is_some() {
+        return Err(io::Error::other(format!(
+            "the round-trip reference did not start: {}",
+            proc.describe()
+        )));
+    }
+    Ok(proc)
 }
 
 #[cfg(test)]
@@ -361,6 +416,12 @@ mod tests {
                 row(Which::Ovs, 10_000, 0.8),
                 row(Which::Ovs, 100_000, 8.0),
                 row(Which::Shg, 100_000, 2.0),
+                FlowsRow {
+                    dump_secs: None,
+                    dumped: None,
+                    rss_after_dump_kb: None,
+                    ..row(Which::Answer, 100_000, 3.2)
+                },
             ],
         };
         let md = r.markdown();
@@ -376,6 +437,13 @@ mod tests {
         );
         assert!(
             md.contains("| ovs-vswitchd | 100000 | 8.00 |  | 4.00 |"),
+            "{md}"
+        );
+        // The reference: add-flows only, against OVS too.
+        assert!(
+            md.contains(
+                "| reference (answers barriers, drops flows) | 100000 | 3.20 | 0.40× | 1.60 | - |"
+            ),
             "{md}"
         );
         assert_eq!(r.json()["rows"][3]["add_secs"], json!(2.0));

@@ -11,6 +11,7 @@
 //! on purpose), stop a process by name, or use addresses outside 198.18.0.0/15 and
 //! 2001:db8::/32.
 
+pub mod answer;
 pub mod datapath;
 pub mod flows;
 pub mod forward;

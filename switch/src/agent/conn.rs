@@ -184,7 +184,7 @@ async fn read_loop<S: AsyncRead + Send>(
 /// Polls the TCP socket `fd` with non-blocking reads until `until`: `Some(n)` once a read
 /// appended `n` bytes to `buf` (0: the peer closed), `None` if nothing came. Reads only into
 /// `buf`'s spare capacity.
-fn poll_socket(fd: RawFd, buf: &mut Vec<u8>, until: Instant) -> std::io::Result<Option<usize>> {
+pub fn poll_socket(fd: RawFd, buf: &mut Vec<u8>, until: Instant) -> std::io::Result<Option<usize>> {
     loop {
         let spare = buf.spare_capacity_mut();
         // SAFETY: `fd` is the connection's socket, open for as long as its stream (owned by

@@ -13,6 +13,7 @@
 //! bind port 0 and stop cleanly.
 
 mod conn;
+pub use conn::poll_socket;
 pub(crate) use conn::wait_for_handover;
 pub mod tls;
 
