@@ -1478,18 +1478,34 @@ mod fast_path {
         assert!(decide(&mut of, 1, tcp4()).is_none(), "ip_dscp in the mask");
         // Also the lower-priority flow's packets: the walk probed the ip_dscp subtable.
         assert!(decide(&mut of, 1, udp4()).is_none());
-        // IPv6 addresses are not in the kernel key...
+        // The IPv6 flow label is not in the kernel key...
+        let mut of = switch();
+        flow(&mut of, "priority=5,ipv6,ipv6_label=0,actions=output:2");
+        flow(&mut of, "priority=1,actions=output:3");
+        assert!(
+            decide(&mut of, 1, tcp6()).is_none(),
+            "ipv6_label in the mask"
+        );
+        // ...but an IPv4 frame has none: the walk's look at it (zero for every IPv4 frame)
+        // does not stop it, nor does an SCTP port for a TCP packet.
+        flow(&mut of, "priority=4,sctp,tp_dst=9,actions=output:4");
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        assert_eq!(r.out_port, 3);
+    }
+
+    #[test]
+    fn ipv6_addresses_and_ports_are_in_the_kernel_key() {
         let mut of = switch();
         flow(
             &mut of,
-            "priority=5,ipv6,ipv6_dst=2001:db8::2,actions=output:2",
+            "priority=5,tcp6,ipv6_src=2001:db8::1,ipv6_dst=2001:db8::2,tp_dst=443,actions=output:2",
         );
         flow(&mut of, "priority=1,actions=output:3");
-        assert!(decide(&mut of, 1, tcp6()).is_none(), "ipv6_dst in the mask");
-        // ...but an IPv4 frame has no IPv6 address: the walk's look at ipv6_dst (zero for
-        // every IPv4 frame) does not stop it, nor does an SCTP port for a TCP packet.
-        flow(&mut of, "priority=4,sctp,tp_dst=9,actions=output:4");
-        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        let r = decide(&mut of, 1, tcp6()).expect("repeatable");
+        assert_eq!(r.out_port, 2);
+        // A frame the higher flow does not match, decided by the lower one after a look at
+        // the same fields: repeatable too.
+        let r = decide(&mut of, 1, udp4()).expect("repeatable");
         assert_eq!(r.out_port, 3);
     }
 

@@ -127,16 +127,16 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
             src: mac1,
             ethertype: 0x0800,
             ip_proto: 1,
-            ip_src: [198, 18, 62, 1],
-            ip_dst: [198, 18, 62, 2],
+            ip_src: FastKey::v4([198, 18, 62, 1]),
+            ip_dst: FastKey::v4([198, 18, 62, 2]),
             ports: [0; 4],
         };
         let back = FastKey {
             in_ifindex: i2,
             dst: mac1,
             src: mac2,
-            ip_src: [198, 18, 62, 2],
-            ip_dst: [198, 18, 62, 1],
+            ip_src: FastKey::v4([198, 18, 62, 2]),
+            ip_dst: FastKey::v4([198, 18, 62, 1]),
             ..there
         };
         assert!(!ping("198.18.62.2"), "h1 reached h2 with no entry");
@@ -187,6 +187,175 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
         // Removed from the map, so the socket sees that flow's frames again.
         let seen = received_keys(&mut port1, i1);
         assert!(seen.contains(&there), "{seen:?}");
+    })
+    .join()
+    .unwrap();
+}
+
+/// IPv6: an ICMPv6 entry each way carries ping -6 between the hosts with no forwarder, and a
+/// UDP entry (next header, addresses and ports in the key) takes a UDP frame the socket then
+/// never sees, while a UDP frame to another port (no entry) still reaches it.
+#[test]
+fn kernel_redirects_ipv6_entries_by_addresses_and_ports() {
+    if skip_unless_root("kernel_redirects_ipv6_entries_by_addresses_and_ports") {
+        return;
+    }
+    let p = prefix();
+    let sw = Netns::new(&format!("{p}sw")).unwrap();
+    // IPv6 on in the hosts (their addresses are added without DAD; no router to solicit).
+    let h1 = Netns::new_with_ipv6(&format!("{p}h1")).unwrap();
+    let h2 = Netns::new_with_ipv6(&format!("{p}h2")).unwrap();
+    let (a, b, s1, s2) = (
+        format!("{p}a"),
+        format!("{p}b"),
+        format!("{p}s1"),
+        format!("{p}s2"),
+    );
+    let _v1 = Veth::new(&a, &h1, &s1, &sw).unwrap();
+    let _v2 = Veth::new(&b, &h2, &s2, &sw).unwrap();
+    let (ip1, ip2) = ("2001:db8:62::1", "2001:db8:62::2");
+    for (ns, dev, ip) in [(&h1, &a, ip1), (&h2, &b, ip2)] {
+        ns.exec_ok(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{ip}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ])
+        .unwrap();
+    }
+    let (mac1, mac2) = (mac(&h1, &a), mac(&h2, &b));
+    let hex = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    for (ns, dev, ip, m) in [(&h1, &a, ip2, mac2), (&h2, &b, ip1, mac1)] {
+        ns.exec_ok(&[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            &hex(m),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    }
+    let addr = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    // A UDP frame from h1 to h2 (source port 4000), sent by a packet socket in h1.
+    let udp_frame = move |dport: u16| {
+        let mut f = Vec::new();
+        f.extend_from_slice(&mac2);
+        f.extend_from_slice(&mac1);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 12, 17, 64]);
+        f.extend_from_slice(&addr(ip1));
+        f.extend_from_slice(&addr(ip2));
+        f.extend_from_slice(&4000u16.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 12, 0, 0, 1, 2, 3, 4]);
+        f
+    };
+    let h1_path = Path::new("/run/netns").join(h1.name());
+    let send_udp = move |a: String, dport: u16| {
+        let h1_path = h1_path.clone();
+        std::thread::spawn(move || {
+            enter_netns(&h1_path).unwrap();
+            let mut port = AfPacketPort::open(&a).unwrap();
+            for _ in 0..3 {
+                let frame = udp_frame(dport);
+                assert_eq!(port.send_batch(&[Packet::plain(frame)]).unwrap(), 1);
+            }
+        })
+        .join()
+        .unwrap();
+    };
+
+    let sw_path = Path::new("/run/netns").join(sw.name());
+    let (s1c, s2c, a) = (s1.clone(), s2.clone(), a.clone());
+    let h1n = h1.name().to_string();
+    std::thread::spawn(move || {
+        enter_netns(&sw_path).unwrap();
+        let mut port1 = AfPacketPort::open(&s1c).unwrap();
+        let port2 = AfPacketPort::open(&s2c).unwrap();
+        let (i1, i2) = (port1.ifindex(), port2.ifindex());
+        let ping6 = || {
+            std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &h1n, "ping", "-6", "-n", "-c", "3", "-i", "0.2",
+                ])
+                .args(["-W", "1", ip2])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        let mut fast = FastPath::new(64).unwrap();
+        fast.attach_ingress(i1).unwrap();
+        fast.attach_ingress(i2).unwrap();
+        fast.filter_socket(port1.fd().unwrap()).unwrap();
+        let there = FastKey {
+            in_ifindex: i1,
+            dst: mac2,
+            src: mac1,
+            ethertype: 0x86dd,
+            ip_proto: 58,
+            ip_src: addr(ip1),
+            ip_dst: addr(ip2),
+            ports: [0; 4],
+        };
+        let back = FastKey {
+            in_ifindex: i2,
+            dst: mac1,
+            src: mac2,
+            ip_src: addr(ip2),
+            ip_dst: addr(ip1),
+            ..there
+        };
+        assert!(!ping6(), "h1 reached h2 with no entry");
+        let _ = received_keys(&mut port1, i1);
+        fast.insert(&there, i2).unwrap();
+        fast.insert(&back, i1).unwrap();
+        assert!(ping6(), "no ping -6 through the kernel fast path");
+        let c = fast.counters(&there).unwrap().unwrap();
+        assert!(c.packets >= 3 && c.bytes >= 3 * 118, "{c:?}");
+        assert!(fast.counters(&back).unwrap().unwrap().packets >= 3);
+        let seen = received_keys(&mut port1, i1);
+        assert!(!seen.contains(&there), "the socket got an offloaded frame");
+
+        // UDP to port 5000 has an entry; to port 5001 it has none.
+        let udp = FastKey {
+            ip_proto: 17,
+            ports: [0x0f, 0xa0, 0x13, 0x88],
+            ..there
+        };
+        fast.insert(&udp, i2).unwrap();
+        send_udp(a.clone(), 5000);
+        send_udp(a.clone(), 5001);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(fast.counters(&udp).unwrap().unwrap().packets, 3);
+        let seen = received_keys(&mut port1, i1);
+        assert!(
+            !seen.contains(&udp),
+            "the socket got an offloaded UDP frame"
+        );
+        let other = FastKey {
+            ports: [0x0f, 0xa0, 0x13, 0x89],
+            ..udp
+        };
+        assert_eq!(
+            seen.iter().filter(|k| **k == other).count(),
+            3,
+            "the socket missed UDP frames of no entry: {seen:?}"
+        );
     })
     .join()
     .unwrap();

@@ -183,13 +183,20 @@ async fn read_loop<S: AsyncRead + Send>(
 
 /// Polls the TCP socket `fd` with non-blocking reads until `until`: `Some(n)` once a read
 /// appended `n` bytes to `buf` (0: the peer closed), `None` if nothing came. Reads only into
-/// `buf`'s spare capacity.
+/// `buf`'s spare capacity, which must not be empty (else an `InvalidInput` error: a read of
+/// nothing would look like the peer closing).
 pub fn poll_socket(fd: RawFd, buf: &mut Vec<u8>, until: Instant) -> std::io::Result<Option<usize>> {
+    if buf.capacity() == buf.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "poll_socket: no room in the buffer",
+        ));
+    }
     loop {
         let spare = buf.spare_capacity_mut();
-        // SAFETY: `fd` is the connection's socket, open for as long as its stream (owned by
-        // the caller) lives; `recv` writes at most `spare.len()` bytes into `spare`, which
-        // `Vec` owns and leaves uninitialised.
+        // SAFETY: `recv` writes at most `spare.len()` bytes, into `spare`, memory `buf` owns
+        // and leaves uninitialised. Whatever `fd` is, nothing else is touched: a descriptor
+        // that is not a socket (or not open) makes `recv` fail.
         #[allow(unsafe_code)]
         let n = unsafe {
             libc::recv(
@@ -430,6 +437,11 @@ mod tests {
             Some(room)
         );
         assert_eq!(small, b"xyz"[..room]);
+        if room == small.capacity() {
+            // A full buffer is refused rather than read as the peer closing.
+            let e = poll_socket(fd, &mut small, Instant::now()).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        }
         small.reserve(8);
         let rest = poll_socket(fd, &mut small, Instant::now()).unwrap();
         if room < 3 {

@@ -3,12 +3,12 @@
 //!
 //! A decision may be repeated by the kernel for every later frame with the same input port
 //! and headers as far as the kernel's key reads them (Ethernet addresses and type, untagged;
-//! for plain IPv4 the protocol and addresses, and TCP/UDP ports: [`FastKey`]) when all of
-//! these hold:
+//! for plain IPv4, and IPv6 without extension headers, the protocol and addresses, and TCP/UDP
+//! ports: [`FastKey`]) when all of these hold:
 //! - it depends on nothing else: the pipeline walk is in the megaflow cache and each field of
 //!   its mask is in that key or the same for every frame of the key (`mask_is_repeatable`:
 //!   VLAN, absent on every frame the kernel takes; metadata and tunnel_id, zero on arrival;
-//!   fields the EtherType or IPv4 protocol rules out); or
+//!   fields the EtherType or IP protocol rules out); or
 //!   fail-mode standalone decides alone (NORMAL for every frame while its
 //!   controllers are away, or for a table miss when it has none);
 //! - it is one output of the frame unchanged: every table hit, no meter, the actions are a
@@ -34,17 +34,21 @@ use std::os::fd::RawFd;
 
 /// Whether a decision whose pipeline walk looked at the key bits `mask` is the same for every
 /// frame that has the kernel key of the frame with flow key `key`: each field in the mask is
-/// either in the kernel's key (in_port, Ethernet addresses and type; for IPv4 the protocol,
-/// addresses and TCP/UDP ports), or the same for all those frames: VLAN (the kernel takes
-/// untagged frames only), metadata and tunnel_id (zero on arrival), or a field the key's
-/// EtherType or IPv4 protocol rules out (IPv6 fields of an IPv4 frame, ARP fields of an IP
+/// either in the kernel's key (in_port, Ethernet addresses and type; for IPv4 and IPv6 the
+/// protocol, addresses and TCP/UDP ports), or the same for all those frames: VLAN (the kernel
+/// takes untagged frames only), metadata and tunnel_id (zero on arrival), or a field the key's
+/// EtherType or IP protocol rules out (IPv6 fields of an IPv4 frame, ARP fields of an IP
 /// frame, SCTP ports of a TCP packet...: zero in every such key).
+///
+/// An IPv6 frame has a kernel key only when its next header is TCP, UDP or ICMPv6 (no
+/// extension header), so its protocol is the pipeline's too.
 fn mask_is_repeatable(mask: &FlowKey, key: &FlowKey) -> bool {
     use Field as F;
     let et = key.get_u64(F::EthType);
     let proto = key.get_u64(F::IpProto);
     let ipv4 = et == 0x0800;
-    let ip = ipv4 || et == 0x86dd;
+    let ipv6 = et == 0x86dd;
+    let ip = ipv4 || ipv6;
     Field::all().filter(|f| !mask.is_zero(*f)).all(|f| match f {
         F::InPort
         | F::InPhyPort
@@ -55,27 +59,24 @@ fn mask_is_repeatable(mask: &FlowKey, key: &FlowKey) -> bool {
         | F::EthType
         | F::VlanVid
         | F::VlanPcp => true,
-        F::IpProto | F::Ipv4Src | F::Ipv4Dst | F::TcpSrc | F::TcpDst | F::UdpSrc | F::UdpDst
-            if ipv4 =>
-        {
-            true
-        }
-        F::IpProto | F::IpDscp | F::IpEcn => !ip,
-        F::Ipv4Src | F::Ipv4Dst => !ipv4,
-        // Without the IPv6 next header in the kernel key, transport fields of IPv6
-        // frames may differ between frames of one key.
-        F::TcpSrc | F::TcpDst | F::UdpSrc | F::UdpDst => !ip,
-        F::SctpSrc | F::SctpDst => !ip || (ipv4 && proto != 132),
-        F::Icmpv4Type | F::Icmpv4Code => !ip || (ipv4 && proto != 1),
-        F::Icmpv6Type
-        | F::Icmpv6Code
+        // In the kernel key for IP frames (ports zero unless TCP/UDP, as in the flow key);
+        // zero in every other frame's flow key.
+        F::IpProto
+        | F::Ipv4Src
+        | F::Ipv4Dst
         | F::Ipv6Src
         | F::Ipv6Dst
-        | F::Ipv6Flabel
-        | F::Ipv6NdTarget
-        | F::Ipv6NdSll
-        | F::Ipv6NdTll
-        | F::Ipv6Exthdr => et != 0x86dd,
+        | F::TcpSrc
+        | F::TcpDst
+        | F::UdpSrc
+        | F::UdpDst => true,
+        F::IpDscp | F::IpEcn => !ip,
+        F::SctpSrc | F::SctpDst => !ip || proto != 132,
+        F::Icmpv4Type | F::Icmpv4Code => !ipv4 || proto != 1,
+        F::Icmpv6Type | F::Icmpv6Code | F::Ipv6NdTarget | F::Ipv6NdSll | F::Ipv6NdTll => {
+            !ipv6 || proto != 58
+        }
+        F::Ipv6Flabel | F::Ipv6Exthdr => !ipv6,
         F::ArpOp | F::ArpSpa | F::ArpTpa | F::ArpSha | F::ArpTha => et != 0x0806,
         F::MplsLabel | F::MplsTc | F::MplsBos => !matches!(et, 0x8847 | 0x8848),
         F::PbbIsid => et != 0x88e7,
@@ -395,9 +396,22 @@ mod tests {
         let tcp6 = key(0x86dd, 6);
         for (fields, ok) in [
             (&[Field::Ipv4Dst, Field::ArpOp][..], true),
-            (&[Field::TcpDst], false),
-            (&[Field::IpProto], false),
-            (&[Field::Ipv6Dst], false),
+            (
+                &[
+                    Field::TcpDst,
+                    Field::IpProto,
+                    Field::Ipv6Dst,
+                    Field::Ipv6Src,
+                ],
+                true,
+            ),
+            (
+                &[Field::Icmpv6Type, Field::Ipv6NdTarget, Field::SctpDst],
+                true,
+            ),
+            (&[Field::Ipv6Flabel], false),
+            (&[Field::IpDscp], false),
+            (&[Field::Ipv6Exthdr], false),
         ] {
             assert_eq!(
                 mask_is_repeatable(&mask(fields), &tcp6),
@@ -405,6 +419,14 @@ mod tests {
                 "tcp6 {fields:?}"
             );
         }
+        let icmp6 = key(0x86dd, 58);
+        for f in [Field::Icmpv6Type, Field::Icmpv6Code, Field::Ipv6NdTarget] {
+            assert!(!mask_is_repeatable(&mask(&[f]), &icmp6), "icmp6 {f:?}");
+        }
+        assert!(mask_is_repeatable(
+            &mask(&[Field::Ipv6Dst, Field::TcpDst]),
+            &icmp6
+        ));
         let arp = key(0x0806, 0);
         assert!(mask_is_repeatable(
             &mask(&[

@@ -1,6 +1,6 @@
 //! The in-kernel fast path's mechanism: a tcx ingress program and a packet-socket filter that
-//! share one BPF hash map of (input interface, frame headers up to the IPv4 ports: [`FastKey`])
-//! → output interface.
+//! share one BPF hash map of (input interface, frame headers up to the TCP/UDP ports of IPv4
+//! and IPv6: [`FastKey`]) → output interface.
 //!
 //! Why: a frame forwarded through user space is copied twice and waits for a thread to wake
 //! (docs/benchmarks.md); one the kernel redirects at the input interface's ingress is neither.
@@ -20,7 +20,7 @@
 //! callers insert an entry after they have forwarded the frame that taught it, so the window
 //! is that one frame's. Taking an entry back reads its counters and deletes it in one step.
 //!
-//! The programs are about 60 and 50 BPF instructions assembled here with labels (no
+//! The programs are about 90 and 80 BPF instructions assembled here with labels (no
 //! compiler, no object file, no BTF): the kernel's verifier checks them at load, and its log is returned in the
 //! error when it refuses. The tcx links detach when [`FastPath`] is dropped (their fds
 //! close); so do the map and programs. Needs CAP_BPF and CAP_NET_ADMIN, a kernel with tcx
@@ -63,35 +63,46 @@ const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 
 /// Bytes of a key (see [`FastKey`]).
-pub const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = 56;
 /// Bytes of a value: output ifindex, padding, packets, bytes.
 const VALUE_LEN: usize = 24;
 
 /// A fast-path entry's key: the input interface and the frame's headers up to the transport
 /// ports, as both programs read them from an untagged frame.
 ///
-/// Map layout (32 bytes): input ifindex (native endian), destination MAC, source MAC,
-/// EtherType, then for a plain IPv4 packet (header without options, not a fragment) its
-/// protocol, a zero byte, source and destination addresses, and for TCP and UDP the two ports;
-/// these last 14 bytes are zero for other EtherTypes. An IPv4 packet with options or a
-/// fragment has no key: it never takes the fast path.
+/// Map layout (56 bytes): input ifindex (native endian), destination MAC, source MAC,
+/// EtherType; then for an IP packet its protocol, a zero byte, source and destination
+/// addresses (16 bytes each; an IPv4 address in the first 4), and for TCP and UDP the two
+/// ports. These last 38 bytes are zero for other EtherTypes. IPv4: a header without options,
+/// not a fragment. IPv6: a packet whose next header is TCP, UDP or ICMPv6 (no extension
+/// header, so no fragment). Any other IPv4 or IPv6 packet has no key: it never takes the fast
+/// path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FastKey {
     pub in_ifindex: u32,
     pub dst: [u8; 6],
     pub src: [u8; 6],
     pub ethertype: u16,
-    /// IPv4 protocol (0: not IPv4).
+    /// IP protocol (IPv6: next header); 0 when not IP.
     pub ip_proto: u8,
-    pub ip_src: [u8; 4],
-    pub ip_dst: [u8; 4],
+    /// Source and destination addresses (IPv4: the first 4 bytes, the rest zero).
+    pub ip_src: [u8; 16],
+    pub ip_dst: [u8; 16],
     /// TCP/UDP source and destination ports as in the packet (zero otherwise).
     pub ports: [u8; 4],
 }
 
 impl FastKey {
+    /// An IPv4 address in a key's 16-byte address field.
+    pub fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut x = [0u8; 16];
+        x[..4].copy_from_slice(&a);
+        x
+    }
+
     /// The key of an Ethernet frame received on `in_ifindex`. None: shorter than its headers,
-    /// or an IPv4 packet with options or a fragment.
+    /// an IPv4 packet with options or a fragment, or an IPv6 packet whose next header is not
+    /// TCP, UDP or ICMPv6.
     pub fn of_frame(in_ifindex: u32, frame: &[u8]) -> Option<FastKey> {
         let dst = frame.get(0..6)?.try_into().ok()?;
         let src = frame.get(6..12)?.try_into().ok()?;
@@ -103,22 +114,36 @@ impl FastKey {
             src,
             ethertype,
             ip_proto: 0,
-            ip_src: [0; 4],
-            ip_dst: [0; 4],
+            ip_src: [0; 16],
+            ip_dst: [0; 16],
             ports: [0; 4],
         };
-        if ethertype == 0x0800 {
-            let ip = frame.get(14..34)?;
-            let fragment = (ip[6] & 0x3f) != 0 || ip[7] != 0;
-            if ip[0] != 0x45 || fragment {
-                return None;
+        let l4 = match ethertype {
+            0x0800 => {
+                let ip = frame.get(14..34)?;
+                let fragment = (ip[6] & 0x3f) != 0 || ip[7] != 0;
+                if ip[0] != 0x45 || fragment {
+                    return None;
+                }
+                k.ip_proto = ip[9];
+                k.ip_src[..4].copy_from_slice(&ip[12..16]);
+                k.ip_dst[..4].copy_from_slice(&ip[16..20]);
+                34
             }
-            k.ip_proto = ip[9];
-            k.ip_src.copy_from_slice(&ip[12..16]);
-            k.ip_dst.copy_from_slice(&ip[16..20]);
-            if matches!(k.ip_proto, 6 | 17) {
-                k.ports.copy_from_slice(frame.get(34..38)?);
+            0x86dd => {
+                let ip = frame.get(14..54)?;
+                if ip[0] >> 4 != 6 || !matches!(ip[6], 6 | 17 | 58) {
+                    return None;
+                }
+                k.ip_proto = ip[6];
+                k.ip_src.copy_from_slice(&ip[8..24]);
+                k.ip_dst.copy_from_slice(&ip[24..40]);
+                54
             }
+            _ => return Some(k),
+        };
+        if matches!(k.ip_proto, 6 | 17) {
+            k.ports.copy_from_slice(frame.get(l4..l4 + 4)?);
         }
         Some(k)
     }
@@ -131,9 +156,9 @@ impl FastKey {
         k[10..16].copy_from_slice(&self.src);
         k[16..18].copy_from_slice(&self.ethertype.to_be_bytes());
         k[18] = self.ip_proto;
-        k[20..24].copy_from_slice(&self.ip_src);
-        k[24..28].copy_from_slice(&self.ip_dst);
-        k[28..32].copy_from_slice(&self.ports);
+        k[20..36].copy_from_slice(&self.ip_src);
+        k[36..52].copy_from_slice(&self.ip_dst);
+        k[52..56].copy_from_slice(&self.ports);
         k
     }
 
@@ -148,15 +173,20 @@ impl FastKey {
             a.copy_from_slice(&k[r]);
             a
         };
+        let arr16 = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&k[r]);
+            a
+        };
         FastKey {
             in_ifindex: u32::from_ne_bytes(arr4(0..4)),
             dst: arr6(4..10),
             src: arr6(10..16),
             ethertype: u16::from_be_bytes([k[16], k[17]]),
             ip_proto: k[18],
-            ip_src: arr4(20..24),
-            ip_dst: arr4(24..28),
-            ports: arr4(28..32),
+            ip_src: arr16(20..36),
+            ip_dst: arr16(36..52),
+            ports: arr4(52..56),
         }
     }
 }
@@ -542,20 +572,34 @@ fn ld_map(dst: u8, fd: RawFd) -> [Asm; 2] {
     [ins(0x18, dst, 1, 0, fd), ins(0, 0, 0, 0, 0)]
 }
 
-// The key on the stack: fp-32 .. fp-1 (see `FastKey`); the socket filter's copy of the IPv4
-// header: fp-56 .. fp-37.
-const K_IFINDEX: i16 = -32;
-const K_MACS: i16 = -28;
-const K_ETHERTYPE: i16 = -16;
-const K_PROTO: i16 = -14;
-const K_IP_SRC: i16 = -12;
-const K_IP_DST: i16 = -8;
+// The key on the stack: fp-56 .. fp-1 (see `FastKey`); the socket filter's copy of the IP
+// header (IPv4: 20 bytes, IPv6: 40): fp-96 .. fp-57.
+const K_IFINDEX: i16 = -56;
+const K_MACS: i16 = -52;
+const K_ETHERTYPE: i16 = -40;
+const K_PROTO: i16 = -38;
+const K_IP_SRC: i16 = -36;
+const K_IP_DST: i16 = -20;
 const K_PORTS: i16 = -4;
-const IP_COPY: i16 = -56;
-/// EtherType IPv4 (0x0800) as a 16-bit load of its two bytes reads on this little-endian
-/// machine; the IPv4 flags/offset halfword's fragment bits likewise (MF and the offset).
+const IP_COPY: i16 = -96;
+/// EtherTypes IPv4 (0x0800) and IPv6 (0x86dd) as a 16-bit load of their two bytes reads on
+/// this little-endian machine; the IPv4 flags/offset halfword's fragment bits likewise (MF and
+/// the offset).
 const LE_ETH_IPV4: i32 = 0x0008;
+const LE_ETH_IPV6: i32 = 0xdd86;
 const LE_FRAG_BITS: i32 = 0xff3f;
+
+/// Zeroes the key on the stack.
+fn zero_key() -> Vec<Asm> {
+    (0..7).map(|i| st_dw(R10, K_IFINDEX + 8 * i, 0)).collect()
+}
+
+/// Copies the 16 bytes at `src + from` to the key's field at `to` (4 words through R1).
+fn copy16(src: u8, from: i16, to: i16) -> Vec<Asm> {
+    (0..4)
+        .flat_map(|i| [ldx_w(R1, src, from + 4 * i), stx_w(R10, R1, to + 4 * i)])
+        .collect()
+}
 
 /// The tcx ingress program: the key from the input ifindex and the frame's headers; a hit is
 /// counted and redirected to the entry's output interface; anything else (a tagged, short or
@@ -570,10 +614,9 @@ fn tc_program(map_fd: RawFd) -> Vec<Insn> {
         mov(R4, R2),
         add_imm(R4, 14),
         jgt(R4, R3, "pass"),
-        st_dw(R10, -32, 0),
-        st_dw(R10, -24, 0),
-        st_dw(R10, -16, 0),
-        st_dw(R10, -8, 0),
+    ];
+    p.extend(zero_key());
+    p.extend([
         ldx_w(R5, R6, SKB_IFINDEX),
         stx_w(R10, R5, K_IFINDEX),
         ldx_w(R5, R2, 0),
@@ -584,7 +627,9 @@ fn tc_program(map_fd: RawFd) -> Vec<Insn> {
         stx_w(R10, R5, K_MACS + 8),
         ldx_h(R5, R2, 12),
         stx_h(R10, R5, K_ETHERTYPE),
+        jeq_imm(R5, LE_ETH_IPV6, "ipv6"),
         jne_imm(R5, LE_ETH_IPV4, "lookup"),
+        // IPv4: a 20-byte header, not a fragment.
         mov(R4, R2),
         add_imm(R4, 34),
         jgt(R4, R3, "pass"),
@@ -599,17 +644,42 @@ fn tc_program(map_fd: RawFd) -> Vec<Insn> {
         stx_w(R10, R1, K_IP_SRC),
         ldx_w(R1, R2, 30),
         stx_w(R10, R1, K_IP_DST),
-        jeq_imm(R5, 6, "ports"),
-        jeq_imm(R5, 17, "ports"),
+        jeq_imm(R5, 6, "ports4"),
+        jeq_imm(R5, 17, "ports4"),
         ja("lookup"),
-        Asm::L("ports"),
+        Asm::L("ports4"),
         mov(R4, R2),
         add_imm(R4, 38),
         jgt(R4, R3, "pass"),
         ldx_w(R1, R2, 34),
         stx_w(R10, R1, K_PORTS),
+        ja("lookup"),
+        // IPv6: next header TCP, UDP or ICMPv6.
+        Asm::L("ipv6"),
+        mov(R4, R2),
+        add_imm(R4, 54),
+        jgt(R4, R3, "pass"),
+        ldx_b(R5, R2, 14),
+        and_imm(R5, 0xf0),
+        jne_imm(R5, 0x60, "pass"),
+        ldx_b(R5, R2, 20),
+        jeq_imm(R5, 6, "v6"),
+        jeq_imm(R5, 17, "v6"),
+        jne_imm(R5, 58, "pass"),
+        Asm::L("v6"),
+        stx_b(R10, R5, K_PROTO),
+    ]);
+    p.extend(copy16(R2, 22, K_IP_SRC));
+    p.extend(copy16(R2, 38, K_IP_DST));
+    p.extend([
+        jeq_imm(R5, 58, "lookup"),
+        mov(R4, R2),
+        add_imm(R4, 58),
+        jgt(R4, R3, "pass"),
+        ldx_w(R1, R2, 54),
+        stx_w(R10, R1, K_PORTS),
         Asm::L("lookup"),
-    ];
+    ]);
     p.extend(ld_map(R1, map_fd));
     p.extend([
         mov(R2, R10),
@@ -649,18 +719,16 @@ fn socket_filter(map_fd: RawFd) -> Vec<Insn> {
         mov(R6, R1),
         ldx_w(R5, R6, SKB_VLAN_PRESENT),
         jne_imm(R5, 0, "accept"),
-        st_dw(R10, -32, 0),
-        st_dw(R10, -24, 0),
-        st_dw(R10, -16, 0),
-        st_dw(R10, -8, 0),
-        ldx_w(R5, R6, SKB_IFINDEX),
-        stx_w(R10, R5, K_IFINDEX),
     ];
+    p.extend(zero_key());
+    p.extend([ldx_w(R5, R6, SKB_IFINDEX), stx_w(R10, R5, K_IFINDEX)]);
     p.extend(load(0, K_MACS, 14));
     p.extend([
         ldx_h(R5, R10, K_ETHERTYPE),
+        jeq_imm(R5, LE_ETH_IPV6, "ipv6"),
         jne_imm(R5, LE_ETH_IPV4, "lookup"),
     ]);
+    // IPv4: a 20-byte header, not a fragment.
     p.extend(load(14, IP_COPY, 20));
     p.extend([
         ldx_b(R5, R10, IP_COPY),
@@ -674,12 +742,30 @@ fn socket_filter(map_fd: RawFd) -> Vec<Insn> {
         stx_w(R10, R1, K_IP_SRC),
         ldx_w(R1, R10, IP_COPY + 16),
         stx_w(R10, R1, K_IP_DST),
-        jeq_imm(R5, 6, "ports"),
-        jeq_imm(R5, 17, "ports"),
+        jeq_imm(R5, 6, "ports4"),
+        jeq_imm(R5, 17, "ports4"),
         ja("lookup"),
-        Asm::L("ports"),
+        Asm::L("ports4"),
     ]);
     p.extend(load(34, K_PORTS, 4));
+    p.extend([ja("lookup"), Asm::L("ipv6")]);
+    // IPv6: next header TCP, UDP or ICMPv6.
+    p.extend(load(14, IP_COPY, 40));
+    p.extend([
+        ldx_b(R5, R10, IP_COPY),
+        and_imm(R5, 0xf0),
+        jne_imm(R5, 0x60, "accept"),
+        ldx_b(R5, R10, IP_COPY + 6),
+        jeq_imm(R5, 6, "v6"),
+        jeq_imm(R5, 17, "v6"),
+        jne_imm(R5, 58, "accept"),
+        Asm::L("v6"),
+        stx_b(R10, R5, K_PROTO),
+    ]);
+    p.extend(copy16(R10, IP_COPY + 8, K_IP_SRC));
+    p.extend(copy16(R10, IP_COPY + 24, K_IP_DST));
+    p.push(jeq_imm(R5, 58, "lookup"));
+    p.extend(load(54, K_PORTS, 4));
     p.push(Asm::L("lookup"));
     p.extend(ld_map(R1, map_fd));
     p.extend([
@@ -717,6 +803,7 @@ mod tests {
         let b = k.bytes();
         assert_eq!(&b[4..18], &f[..14]);
         assert!(b[18..].iter().all(|&x| x == 0));
+        assert_eq!(b.len(), KEY_LEN);
         assert_eq!(FastKey::from_bytes(&b), k);
         assert!(FastKey::of_frame(7, &f[..13]).is_none());
 
@@ -726,13 +813,17 @@ mod tests {
         ip.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2, 0x13, 0x88, 0, 53, 0, 8, 0, 0]);
         let k = FastKey::of_frame(7, &ip).unwrap();
         assert_eq!(k.ip_proto, 17);
-        assert_eq!((k.ip_src, k.ip_dst), ([198, 18, 0, 1], [198, 18, 0, 2]));
+        assert_eq!(
+            (k.ip_src, k.ip_dst),
+            (FastKey::v4([198, 18, 0, 1]), FastKey::v4([198, 18, 0, 2]))
+        );
         assert_eq!(k.ports, [0x13, 0x88, 0, 53]);
         let b = k.bytes();
         assert_eq!(
-            (b[18], &b[20..24], &b[28..32]),
-            (17, &ip[26..30], &ip[34..38])
+            (b[18], &b[20..24], &b[36..40], &b[52..56]),
+            (17, &ip[26..30], &ip[30..34], &ip[34..38])
         );
+        assert!(b[24..36].iter().chain(&b[40..52]).all(|&x| x == 0));
         assert_eq!(FastKey::from_bytes(&b), k);
         // ICMP: no ports.
         let mut icmp = ip.clone();
@@ -749,6 +840,44 @@ mod tests {
         off[21] = 1;
         assert!(FastKey::of_frame(7, &off).is_none());
         assert!(FastKey::of_frame(7, &ip[..30]).is_none());
+
+        // IPv6 TCP: next header, addresses and ports as in the packet.
+        let mut v6 = f[..12].to_vec();
+        v6.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, 6, 64]);
+        let src: Vec<u8> = (0..16).map(|i| 0x20 + i).collect();
+        let dst: Vec<u8> = (0..16).map(|i| 0x40 + i).collect();
+        v6.extend_from_slice(&src);
+        v6.extend_from_slice(&dst);
+        v6.extend_from_slice(&[0x9c, 0x40, 0, 80]);
+        v6.resize(74, 0);
+        let k = FastKey::of_frame(7, &v6).unwrap();
+        assert_eq!(
+            (k.ethertype, k.ip_proto, k.ports),
+            (0x86dd, 6, [0x9c, 0x40, 0, 80])
+        );
+        assert_eq!((&k.ip_src[..], &k.ip_dst[..]), (&src[..], &dst[..]));
+        let b = k.bytes();
+        assert_eq!(
+            (b[18], &b[20..36], &b[36..52], &b[52..56]),
+            (6, &v6[22..38], &v6[38..54], &v6[54..58])
+        );
+        assert_eq!(FastKey::from_bytes(&b), k);
+        // ICMPv6: no ports.
+        let mut icmp6 = v6.clone();
+        icmp6[20] = 58;
+        assert_eq!(FastKey::of_frame(7, &icmp6).unwrap().ports, [0; 4]);
+        // An extension header (hop-by-hop, fragment), another version, a short header or
+        // missing ports: no key.
+        for nh in [0, 44, 59] {
+            let mut x = v6.clone();
+            x[20] = nh;
+            assert!(FastKey::of_frame(7, &x).is_none(), "next header {nh}");
+        }
+        let mut v4in6 = v6.clone();
+        v4in6[14] = 0x40;
+        assert!(FastKey::of_frame(7, &v4in6).is_none());
+        assert!(FastKey::of_frame(7, &v6[..50]).is_none());
+        assert!(FastKey::of_frame(7, &v6[..56]).is_none());
     }
 
     #[test]
