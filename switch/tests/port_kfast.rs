@@ -33,51 +33,99 @@ fn received_keys(port: &mut AfPacketPort, ifindex: u32) -> Vec<FastKey> {
         .collect()
 }
 
+fn hex(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A permanent neighbour entry (IPv4 or IPv6) in `ns`: no resolution through the switch.
+fn neigh(ns: &Netns, ip: &str, lladdr: &str, dev: &str) {
+    ns.exec_ok(&[
+        "ip",
+        "neigh",
+        "replace",
+        ip,
+        "lladdr",
+        lladdr,
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+}
+
+/// `h1: a ──veth── sw: s1`, `sw: s2 ──veth── h2: b`, named with this run's prefix.
+struct Topo {
+    _veths: [Veth; 2],
+    sw: Netns,
+    h1: Netns,
+    h2: Netns,
+    a: String,
+    b: String,
+    s1: String,
+    s2: String,
+}
+
+impl Topo {
+    /// With `ipv6`, IPv6 stays on in the hosts (addresses are then added without DAD; no
+    /// router to solicit).
+    fn new(ipv6: bool) -> Topo {
+        let p = prefix();
+        let host = |n: &str| {
+            if ipv6 {
+                Netns::new_with_ipv6(n)
+            } else {
+                Netns::new(n)
+            }
+            .unwrap()
+        };
+        let sw = Netns::new(&format!("{p}sw")).unwrap();
+        let (h1, h2) = (host(&format!("{p}h1")), host(&format!("{p}h2")));
+        let (a, b, s1, s2) = (
+            format!("{p}a"),
+            format!("{p}b"),
+            format!("{p}s1"),
+            format!("{p}s2"),
+        );
+        let _veths = [
+            Veth::new(&a, &h1, &s1, &sw).unwrap(),
+            Veth::new(&b, &h2, &s2, &sw).unwrap(),
+        ];
+        Topo {
+            _veths,
+            sw,
+            h1,
+            h2,
+            a,
+            b,
+            s1,
+            s2,
+        }
+    }
+
+    /// The MACs of h1's `a` and h2's `b`.
+    fn macs(&self) -> ([u8; 6], [u8; 6]) {
+        (mac(&self.h1, &self.a), mac(&self.h2, &self.b))
+    }
+}
+
 #[test]
 fn kernel_redirects_entries_and_the_socket_skips_them() {
     if skip_unless_root("kernel_redirects_entries_and_the_socket_skips_them") {
         return;
     }
-    let p = prefix();
-    let sw = Netns::new(&format!("{p}sw")).unwrap();
-    let h1 = Netns::new(&format!("{p}h1")).unwrap();
-    let h2 = Netns::new(&format!("{p}h2")).unwrap();
-    let (a, b, s1, s2) = (
-        format!("{p}a"),
-        format!("{p}b"),
-        format!("{p}s1"),
-        format!("{p}s2"),
-    );
-    let _v1 = Veth::new(&a, &h1, &s1, &sw).unwrap();
-    let _v2 = Veth::new(&b, &h2, &s2, &sw).unwrap();
-    h1.add_addr(&a, "198.18.62.1/24").unwrap();
-    h2.add_addr(&b, "198.18.62.2/24").unwrap();
-    let (mac1, mac2) = (mac(&h1, &a), mac(&h2, &b));
+    let t = Topo::new(false);
+    let (sw, h1, h2, a, b, s1, s2) = (&t.sw, &t.h1, &t.h2, &t.a, &t.b, &t.s1, &t.s2);
+    h1.add_addr(a, "198.18.62.1/24").unwrap();
+    h2.add_addr(b, "198.18.62.2/24").unwrap();
+    let (mac1, mac2) = t.macs();
     // Static neighbours: no ARP broadcast (it has no entry), and a host with no entry at all.
-    let neigh = |ns: &Netns, ip: &str, lladdr: &str, dev: &str| {
-        ns.exec_ok(&[
-            "ip",
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            lladdr,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
-    };
-    let hex = |m: [u8; 6]| {
-        m.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
-    neigh(&h1, "198.18.62.2", &hex(mac2), &a);
-    neigh(&h2, "198.18.62.1", &hex(mac1), &b);
-    neigh(&h1, "198.18.62.9", "02:00:00:00:00:99", &a);
+    neigh(h1, "198.18.62.2", &hex(mac2), a);
+    neigh(h2, "198.18.62.1", &hex(mac1), b);
+    neigh(h1, "198.18.62.9", "02:00:00:00:00:99", a);
     // Sends three frames from h1 to h2's MAC with an 802.1Q tag (VLAN 10), by a packet socket
     // in h1 (this kernel may have no VLAN devices).
     let h1_path = Path::new("/run/netns").join(h1.name());
@@ -200,21 +248,10 @@ fn kernel_redirects_ipv6_entries_by_addresses_and_ports() {
     if skip_unless_root("kernel_redirects_ipv6_entries_by_addresses_and_ports") {
         return;
     }
-    let p = prefix();
-    let sw = Netns::new(&format!("{p}sw")).unwrap();
-    // IPv6 on in the hosts (their addresses are added without DAD; no router to solicit).
-    let h1 = Netns::new_with_ipv6(&format!("{p}h1")).unwrap();
-    let h2 = Netns::new_with_ipv6(&format!("{p}h2")).unwrap();
-    let (a, b, s1, s2) = (
-        format!("{p}a"),
-        format!("{p}b"),
-        format!("{p}s1"),
-        format!("{p}s2"),
-    );
-    let _v1 = Veth::new(&a, &h1, &s1, &sw).unwrap();
-    let _v2 = Veth::new(&b, &h2, &s2, &sw).unwrap();
+    let t = Topo::new(true);
+    let (sw, h1, h2, a, b, s1, s2) = (&t.sw, &t.h1, &t.h2, &t.a, &t.b, &t.s1, &t.s2);
     let (ip1, ip2) = ("2001:db8:62::1", "2001:db8:62::2");
-    for (ns, dev, ip) in [(&h1, &a, ip1), (&h2, &b, ip2)] {
+    for (ns, dev, ip) in [(h1, a, ip1), (h2, b, ip2)] {
         ns.exec_ok(&[
             "ip",
             "-6",
@@ -227,29 +264,9 @@ fn kernel_redirects_ipv6_entries_by_addresses_and_ports() {
         ])
         .unwrap();
     }
-    let (mac1, mac2) = (mac(&h1, &a), mac(&h2, &b));
-    let hex = |m: [u8; 6]| {
-        m.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
-    for (ns, dev, ip, m) in [(&h1, &a, ip2, mac2), (&h2, &b, ip1, mac1)] {
-        ns.exec_ok(&[
-            "ip",
-            "-6",
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            &hex(m),
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
-    }
+    let (mac1, mac2) = t.macs();
+    neigh(h1, ip2, &hex(mac2), a);
+    neigh(h2, ip1, &hex(mac1), b);
     let addr = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
     // A UDP frame from h1 to h2 (source port 4000), sent by a packet socket in h1.
     let udp_frame = move |dport: u16| {

@@ -35,6 +35,24 @@ fn port_rx(topo: &Star, port: &str) -> u64 {
     counter(&out, "rx pkts").unwrap_or_else(|| panic!("{out}"))
 }
 
+/// shg-switch on the topology's switch ports with the fast path on, listening for ovs-ofctl;
+/// its control socket.
+fn start(topo: &Star) -> (Switch, std::path::PathBuf) {
+    let mut spec = SwitchSpec::new(1, &topo.sw_ports);
+    spec.listen.push(format!("ptcp:{LISTEN_PORT}:127.0.0.1"));
+    spec.extra = vec!["--kernel-fast-path".into(), "on".into()];
+    let sw =
+        Switch::start(Target::Shg, &topo.sw, &spec, topo.scratch.path()).expect("start switch");
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            topo.sw.tcp_listening(LISTEN_PORT)
+        }),
+        "no listener: {}",
+        sw.describe()
+    );
+    (sw, topo.scratch.path().join("shg-1.ctl"))
+}
+
 #[test]
 fn kernel_fast_path_forwards_counts_and_obeys_flow_changes() {
     if skip_unless_root("kernel_fast_path_forwards_counts_and_obeys_flow_changes") {
@@ -46,19 +64,7 @@ fn kernel_fast_path_forwards_counts_and_obeys_flow_changes() {
     }
     let _serial = serial();
     let topo = Star::new("kfast").expect("topology");
-    let mut spec = SwitchSpec::new(1, &topo.sw_ports);
-    spec.listen.push(format!("ptcp:{LISTEN_PORT}:127.0.0.1"));
-    spec.extra = vec!["--kernel-fast-path".into(), "on".into()];
-    let mut sw =
-        Switch::start(Target::Shg, &topo.sw, &spec, topo.scratch.path()).expect("start switch");
-    assert!(
-        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-            topo.sw.tcp_listening(LISTEN_PORT)
-        }),
-        "no listener: {}",
-        sw.describe()
-    );
-    let ctl = topo.scratch.path().join("shg-1.ctl");
+    let (mut sw, ctl) = start(&topo);
     let add = |f: &str| ofctl(&topo, LISTEN_PORT, "add-flow", &[f]).expect("add-flow");
     add("actions=NORMAL");
     let (h1, h2) = (&topo.hosts[0], &topo.hosts[1]);
@@ -199,19 +205,7 @@ fn kernel_fast_path_takes_ipv6_flows_matched_on_addresses() {
         ])
         .expect("neighbour");
     }
-    let mut spec = SwitchSpec::new(1, &topo.sw_ports);
-    spec.listen.push(format!("ptcp:{LISTEN_PORT}:127.0.0.1"));
-    spec.extra = vec!["--kernel-fast-path".into(), "on".into()];
-    let mut sw =
-        Switch::start(Target::Shg, &topo.sw, &spec, topo.scratch.path()).expect("start switch");
-    assert!(
-        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-            topo.sw.tcp_listening(LISTEN_PORT)
-        }),
-        "no listener: {}",
-        sw.describe()
-    );
-    let ctl = topo.scratch.path().join("shg-1.ctl");
+    let (mut sw, ctl) = start(&topo);
     for f in [
         format!("priority=100,ipv6,ipv6_dst={},actions=output:2", ip6(2)),
         format!("priority=100,ipv6,ipv6_dst={},actions=output:1", ip6(1)),
