@@ -20,7 +20,7 @@
 //! callers insert an entry after they have forwarded the frame that taught it, so the window
 //! is that one frame's. Taking an entry back reads its counters and deletes it in one step.
 //!
-//! The programs are about 90 and 80 BPF instructions assembled here with labels (no
+//! The programs are about 100 BPF instructions each, assembled here with labels (no
 //! compiler, no object file, no BTF): the kernel's verifier checks them at load, and its log is returned in the
 //! error when it refuses. The tcx links detach when [`FastPath`] is dropped (their fds
 //! close); so do the map and programs. Needs CAP_BPF and CAP_NET_ADMIN, a kernel with tcx
@@ -795,11 +795,7 @@ mod tests {
             (k.dst, k.src, k.ethertype),
             ([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], 0x0806)
         );
-        assert_eq!(
-            (k.ip_proto, k.ports),
-            (0, [0; 4]),
-            "not IPv4: no L3/L4 part"
-        );
+        assert_eq!((k.ip_proto, k.ports), (0, [0; 4]), "not IP: no L3/L4 part");
         let b = k.bytes();
         assert_eq!(&b[4..18], &f[..14]);
         assert!(b[18..].iter().all(|&x| x == 0));
