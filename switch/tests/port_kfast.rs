@@ -112,6 +112,30 @@ impl Topo {
     }
 }
 
+/// In the switch namespace (the calling thread is in it): the packet sockets of `s1` and `s2`,
+/// and the fast path attached at both ingresses with `s1`'s socket filtered.
+fn open_fast_path(s1: &str, s2: &str) -> (AfPacketPort, AfPacketPort, FastPath) {
+    let port1 = AfPacketPort::open(s1).unwrap();
+    let port2 = AfPacketPort::open(s2).unwrap();
+    let mut fast = FastPath::new(64).unwrap();
+    fast.attach_ingress(port1.ifindex()).unwrap();
+    fast.attach_ingress(port2.ifindex()).unwrap();
+    fast.filter_socket(port1.fd().unwrap()).unwrap();
+    (port1, port2, fast)
+}
+
+/// Three pings from namespace `ns` (with `extra` options) to `dst`: all answered?
+fn pings(ns: &str, extra: &[&str], dst: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "ping"])
+        .args(extra)
+        .args(["-n", "-c", "3", "-i", "0.2", "-W", "1", dst])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 #[test]
 fn kernel_redirects_entries_and_the_socket_skips_them() {
     if skip_unless_root("kernel_redirects_entries_and_the_socket_skips_them") {
@@ -152,22 +176,9 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
     let h1n = h1.name().to_string();
     std::thread::spawn(move || {
         enter_netns(&sw_path).unwrap();
-        let mut port1 = AfPacketPort::open(&s1c).unwrap();
-        let port2 = AfPacketPort::open(&s2c).unwrap();
+        let (mut port1, port2, fast) = open_fast_path(&s1c, &s2c);
         let (i1, i2) = (port1.ifindex(), port2.ifindex());
-        let ping = |dst: &str| {
-            std::process::Command::new("ip")
-                .args(["netns", "exec", &h1n, "ping", "-n", "-c", "3", "-i", "0.2"])
-                .args(["-W", "1", dst])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        };
-        let mut fast = FastPath::new(64).unwrap();
-        fast.attach_ingress(i1).unwrap();
-        fast.attach_ingress(i2).unwrap();
-        fast.filter_socket(port1.fd().unwrap()).unwrap();
+        let ping = |dst: &str| pings(&h1n, &[], dst);
         // ICMP between the two hosts (no ports in the key).
         let there = FastKey {
             in_ifindex: i1,
@@ -301,24 +312,9 @@ fn kernel_redirects_ipv6_entries_by_addresses_and_ports() {
     let h1n = h1.name().to_string();
     std::thread::spawn(move || {
         enter_netns(&sw_path).unwrap();
-        let mut port1 = AfPacketPort::open(&s1c).unwrap();
-        let port2 = AfPacketPort::open(&s2c).unwrap();
+        let (mut port1, port2, fast) = open_fast_path(&s1c, &s2c);
         let (i1, i2) = (port1.ifindex(), port2.ifindex());
-        let ping6 = || {
-            std::process::Command::new("ip")
-                .args([
-                    "netns", "exec", &h1n, "ping", "-6", "-n", "-c", "3", "-i", "0.2",
-                ])
-                .args(["-W", "1", ip2])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        };
-        let mut fast = FastPath::new(64).unwrap();
-        fast.attach_ingress(i1).unwrap();
-        fast.attach_ingress(i2).unwrap();
-        fast.filter_socket(port1.fd().unwrap()).unwrap();
+        let ping6 = || pings(&h1n, &["-6"], ip2);
         let there = FastKey {
             in_ifindex: i1,
             dst: mac2,
