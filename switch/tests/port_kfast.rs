@@ -124,6 +124,22 @@ fn open_fast_path(s1: &str, s2: &str) -> (AfPacketPort, AfPacketPort, FastPath) 
     (port1, port2, fast)
 }
 
+/// Sends `frame` three times out of `ifname` in the namespace named `ns` by a packet socket,
+/// from a thread of its own (it enters the namespace).
+fn send_three(ns: &str, ifname: &str, frame: Vec<u8>) {
+    let path = Path::new("/run/netns").join(ns);
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&path).unwrap();
+        let mut port = AfPacketPort::open(&ifname).unwrap();
+        for _ in 0..3 {
+            assert_eq!(port.send_batch(&[Packet::plain(frame.clone())]).unwrap(), 1);
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 /// Three pings from namespace `ns` (with `extra` options) to `dst`: all answered?
 fn pings(ns: &str, extra: &[&str], dst: &str) -> bool {
     std::process::Command::new("ip")
@@ -150,29 +166,18 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
     neigh(h1, "198.18.62.2", &hex(mac2), a);
     neigh(h2, "198.18.62.1", &hex(mac1), b);
     neigh(h1, "198.18.62.9", "02:00:00:00:00:99", a);
-    // Sends three frames from h1 to h2's MAC with an 802.1Q tag (VLAN 10), by a packet socket
-    // in h1 (this kernel may have no VLAN devices).
-    let h1_path = Path::new("/run/netns").join(h1.name());
-    let send_tagged = move |a: String| {
-        let h1_path = h1_path.clone();
-        std::thread::spawn(move || {
-            enter_netns(&h1_path).unwrap();
-            let mut port = AfPacketPort::open(&a).unwrap();
-            let mut f = Vec::new();
-            f.extend_from_slice(&mac2);
-            f.extend_from_slice(&mac1);
-            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);
-            f.resize(64, 0);
-            for _ in 0..3 {
-                assert_eq!(port.send_batch(&[Packet::plain(f.clone())]).unwrap(), 1);
-            }
-        })
-        .join()
-        .unwrap();
-    };
+    // A frame from h1 to h2's MAC with an 802.1Q tag (VLAN 10), sent by a packet socket in h1
+    // (this kernel may have no VLAN devices).
+    let mut tagged = Vec::new();
+    tagged.extend_from_slice(&mac2);
+    tagged.extend_from_slice(&mac1);
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);
+    tagged.resize(64, 0);
+    let (h1n, an) = (h1.name().to_string(), a.to_string());
+    let send_tagged = move || send_three(&h1n, &an, tagged.clone());
 
     let sw_path = Path::new("/run/netns").join(sw.name());
-    let (s1c, s2c, a) = (s1.clone(), s2.clone(), a.clone());
+    let (s1c, s2c) = (s1.clone(), s2.clone());
     let h1n = h1.name().to_string();
     std::thread::spawn(move || {
         enter_netns(&sw_path).unwrap();
@@ -226,7 +231,7 @@ fn kernel_redirects_entries_and_the_socket_skips_them() {
         // The same MAC pair with an 802.1Q tag is not the entry's: not redirected, not counted,
         // and the socket gets it (with its tag put back by the port).
         let before = fast.counters(&there).unwrap().unwrap();
-        send_tagged(a.clone());
+        send_tagged();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let seen = received_keys(&mut port1, i1);
         assert!(
@@ -292,23 +297,11 @@ fn kernel_redirects_ipv6_entries_by_addresses_and_ports() {
         f.extend_from_slice(&[0, 12, 0, 0, 1, 2, 3, 4]);
         f
     };
-    let h1_path = Path::new("/run/netns").join(h1.name());
-    let send_udp = move |a: String, dport: u16| {
-        let h1_path = h1_path.clone();
-        std::thread::spawn(move || {
-            enter_netns(&h1_path).unwrap();
-            let mut port = AfPacketPort::open(&a).unwrap();
-            for _ in 0..3 {
-                let frame = udp_frame(dport);
-                assert_eq!(port.send_batch(&[Packet::plain(frame)]).unwrap(), 1);
-            }
-        })
-        .join()
-        .unwrap();
-    };
+    let (h1n, an) = (h1.name().to_string(), a.to_string());
+    let send_udp = move |dport: u16| send_three(&h1n, &an, udp_frame(dport));
 
     let sw_path = Path::new("/run/netns").join(sw.name());
-    let (s1c, s2c, a) = (s1.clone(), s2.clone(), a.clone());
+    let (s1c, s2c) = (s1.clone(), s2.clone());
     let h1n = h1.name().to_string();
     std::thread::spawn(move || {
         enter_netns(&sw_path).unwrap();
@@ -351,8 +344,8 @@ fn kernel_redirects_ipv6_entries_by_addresses_and_ports() {
             ..there
         };
         fast.insert(&udp, i2).unwrap();
-        send_udp(a.clone(), 5000);
-        send_udp(a.clone(), 5001);
+        send_udp(5000);
+        send_udp(5001);
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert_eq!(fast.counters(&udp).unwrap().unwrap().packets, 3);
         let seen = received_keys(&mut port1, i1);
