@@ -6,27 +6,25 @@
 //! BARRIER_REQUEST and the two multipart requests ovs-ofctl sends (TABLE_FEATURES, of one
 //! table, and PORT_DESC, empty); other multipart requests get OFPT_ERROR; every other message
 //! (FLOW_MOD above all) is read and dropped without being decoded. Like shg-switch's
-//! connection reader it polls its socket for [`SPIN`] after each read before it blocks, with
-//! the same non-blocking poll ([`shg_switch::agent::poll_socket`]). Its row in the benchmark
+//! connection reader it polls its socket for [`SPIN`] (the reader's own window) after each
+//! read before it blocks, with the same non-blocking poll ([`poll_socket`]). Its row in the benchmark
 //! is therefore the time ovs-ofctl's round trips take on this machine when the other end
 //! costs nothing: the distance between it and shg-switch is what handling the messages costs.
 
 use shg_flows::error::{BadRequestCode, Error};
 use shg_flows::wire::message::{
-    decode, encode, error_reply, frame_len, HelloElement, Message, SwitchFeatures,
+    decode, encode, error_reply, frame_len, HeaderView, HelloElement, Message, SwitchFeatures,
+    HEADER_LEN,
 };
 use shg_flows::wire::multipart::{MultipartReply, MultipartRequest};
-use shg_switch::agent::poll_socket;
+use shg_switch::agent::{poll_socket, SPIN};
 use shg_switch::ofproto::table_features;
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long a connection polls its socket after a read before it blocks (as shg-switch's
-/// reader does).
-pub const SPIN: Duration = Duration::from_micros(60);
 /// The FLOW_MOD message type, dropped without decoding.
 const FLOW_MOD: u8 = 14;
 
@@ -85,7 +83,7 @@ fn serve(mut s: TcpStream) -> io::Result<()> {
             answer_one(&buf[used..used + len], &mut out);
             used += len;
         }
-        if buf.len() - used >= 8 && frame_len(&buf[used..]).is_none() {
+        if buf.len() - used >= HEADER_LEN && frame_len(&buf[used..]).is_none() {
             return Err(io::Error::other("message length below 8"));
         }
         buf.drain(..used);
@@ -104,9 +102,7 @@ fn answer_one(frame: &[u8], out: &mut Vec<u8>) {
     let (xid, msg) = match decode(frame) {
         Ok(m) => m,
         Err(e) => {
-            let xid = frame
-                .get(4..8)
-                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let xid = HeaderView::new_checked(frame).map_or(0, |h| h.xid());
             out.extend(encode(xid, &error_reply(&e, frame)));
             return;
         }

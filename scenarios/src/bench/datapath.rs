@@ -27,7 +27,7 @@ use super::wake::{self, WakeProbe};
 use super::{count_dumped_flows, machine_note, now_utc, ofctl, run_bounded, Env, Ovs, Shg};
 use crate::flowgen;
 use crate::interrupt;
-use crate::netns::{prefix, run, wait_for_file_text, Netns, Proc, Veth};
+use crate::netns::{prefix, run, Netns, Proc, Veth};
 use crate::parse::{parse_iperf_tcp, parse_iperf_udp, parse_ping};
 use crate::procfs;
 use crate::stats::{fmt_opt, fmt_ratio, median_of, ratio};
@@ -1265,21 +1265,20 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
 /// namespace between `cfg`'s ports, with `--kernel` for [`Config::ForwardKernel`]; waits
 /// until both are open.
 fn start_forward(topo: &Topo, dir: &Path, cfg: Config) -> io::Result<Proc> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["bench", "forward"]).args(topo.sw_ports(cfg));
+    let ports = topo.sw_ports(cfg);
+    let mut args = vec!["bench", "forward"];
+    args.extend(ports.iter().map(String::as_str));
     if cfg == Config::ForwardKernel {
-        cmd.arg("--kernel");
+        args.push("--kernel");
     }
     let log = dir.join(format!("{}.log", cfg.key()));
-    let mut proc = Proc::spawn_in(&topo.sw, &cmd, &log)?;
-    if !wait_for_file_text(&log, "forwarding", Duration::from_secs(5)) || proc.exited().is_some() {
-        return Err(io::Error::other(format!(
-            "the AF_PACKET forwarder did not start: {}",
-            proc.describe()
-        )));
-    }
-    Ok(proc)
+    super::start_self(
+        &topo.sw,
+        &args,
+        &log,
+        "forwarding",
+        "the AF_PACKET forwarder",
+    )
 }
 
 /// Writes results.json and results.md into `dir`.

@@ -10,14 +10,13 @@
 use super::{count_dumped_flows, machine_note, now_utc, ofctl, Env, Ovs, Shg};
 use crate::flowgen;
 use crate::interrupt;
-use crate::netns::{prefix, wait_for_file_text, Netns, Proc, Veth};
+use crate::netns::{prefix, Netns, Proc, Veth};
 use crate::procfs;
 use crate::stats::{fmt_opt, fmt_ratio, ratio};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// Options of `bench flows`.
@@ -373,17 +372,15 @@ fn report_row(row: &FlowsRow) {
 /// Starts the round-trip reference (`shg-scenario bench answer`) in `ns` on 127.0.0.1:`port`
 /// and waits until it listens.
 fn start_answer(ns: &Netns, port: u16, dir: &Path, n: usize) -> io::Result<Proc> {
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["bench", "answer", &format!("127.0.0.1:{port}")]);
+    let addr = format!("127.0.0.1:{port}");
     let log = dir.join(format!("answer-{n}.log"));
-    let mut proc = Proc::spawn_in(ns, &cmd, &log)?;
-    if !wait_for_file_text(&log, "listening", Duration::from_secs(5)) || proc.exited().is_some() {
-        return Err(io::Error::other(format!(
-            "the round-trip reference did not start: {}",
-            proc.describe()
-        )));
-    }
-    Ok(proc)
+    super::start_self(
+        ns,
+        &["bench", "answer", &addr],
+        &log,
+        "listening",
+        "the round-trip reference",
+    )
 }
 
 #[cfg(test)]

@@ -26,6 +26,28 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Runs this executable (`shg-scenario`) with `args` in `ns`, its output in `log`, and waits
+/// until the log says `ready` (at most 5 s); `what` names it in the error. For the references
+/// the benchmarks run as subcommands (`bench forward`, `bench answer`).
+pub(crate) fn start_self(
+    ns: &Netns,
+    args: &[&str],
+    log: &Path,
+    ready: &str,
+    what: &str,
+) -> io::Result<Proc> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(args);
+    let mut proc = Proc::spawn_in(ns, &cmd, log)?;
+    if !wait_for_file_text(log, ready, Duration::from_secs(5)) || proc.exited().is_some() {
+        return Err(io::Error::other(format!(
+            "{what} did not start: {}",
+            proc.describe()
+        )));
+    }
+    Ok(proc)
+}
+
 /// Everything a benchmark needs from the machine, checked before anything is created.
 #[derive(Debug, Clone)]
 pub struct Env {

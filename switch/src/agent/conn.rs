@@ -28,7 +28,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// before it waits in epoll. A tool that sends one request and waits for its reply (ovs-ofctl
 /// add-flows: a FLOW_MOD and a BARRIER per line) sends the next one within this window, so
 /// the switch answers it without a sleep and wake-up per round trip; at rest nothing spins.
-const SPIN: Duration = Duration::from_micros(60);
+pub const SPIN: Duration = Duration::from_micros(60);
 /// Within that window a plain TCP connection's reader polls its socket itself (non-blocking
 /// `recv`, ≈ 0.3 µs a try), and lets the runtime's other tasks run once per slice of this
 /// length. A TLS connection polls through the runtime, whose turn (≈ 1.4 µs) notices a

@@ -13,8 +13,8 @@
 //! bind port 0 and stop cleanly.
 
 mod conn;
-pub use conn::poll_socket;
 pub(crate) use conn::wait_for_handover;
+pub use conn::{poll_socket, SPIN};
 pub mod tls;
 
 use crate::config::{Config, ControllerTarget, ListenTarget, Transport};
