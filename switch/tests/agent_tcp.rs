@@ -5,7 +5,9 @@
 
 use shg_flows::mods::FlowModCommand;
 use shg_flows::text::flow::parse_flow;
-use shg_flows::wire::message::{decode, encode, frame_len, HelloElement, Message, OFP_VERSION};
+use shg_flows::wire::message::{
+    decode, encode, frame_len, HelloElement, Message, SwitchConfig, OFP_VERSION,
+};
 use shg_flows::wire::multipart::{FlowStatsRequest, MultipartReply, MultipartRequest};
 use shg_switch::agent::{tls, Agent, Clock, Controller, Listener, NoTransmit, Plan};
 use shg_switch::config::TlsFiles;
@@ -320,6 +322,49 @@ async fn frame_shorter_than_header_closes() {
             .closed_bad_frame
             .load(std::sync::atomic::Ordering::Relaxed),
         1
+    );
+    run.stop().await;
+}
+
+/// A FLOW_MOD that brings the next deadline forward (a flow's hard timeout, long before the
+/// peer's echo is due) wakes the timer task, which would otherwise sleep until the echo.
+#[tokio::test]
+async fn a_flow_timeout_earlier_than_the_echo_is_kept() {
+    let (plan, addr) = listen_plan(None).await;
+    let config = OfprotoConfig {
+        echo_interval_ns: 60_000_000_000,
+        echo_timeout_ns: 180_000_000_000,
+        ..of_config()
+    };
+    let run = Running::start_with(plan, 4096, Ofproto::new(config));
+    let mut peer = Peer::new(TcpStream::connect(addr).await.unwrap());
+    peer.hello().await;
+    // SET_CONFIG turns on asynchronous messages for a connection the switch accepted. Then a
+    // round trip, so that the timer has planned for the echo deadline.
+    peer.send(
+        2,
+        &Message::SetConfig(SwitchConfig {
+            flags: 0,
+            miss_send_len: 128,
+        }),
+    )
+    .await;
+    peer.send(2, &Message::BarrierRequest).await;
+    assert_eq!(peer.recv().await, (2, Message::BarrierReply));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fm = parse_flow(
+        "priority=5,hard_timeout=1,send_flow_rem,actions=drop",
+        FlowModCommand::Add,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    peer.send(3, &Message::FlowMod(fm)).await;
+    let (_, m) = peer.recv().await;
+    assert!(matches!(m, Message::FlowRemoved(_)), "{m:?}");
+    let took = t0.elapsed();
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(3)).contains(&took),
+        "FLOW_REMOVED after {took:?}"
     );
     run.stop().await;
 }

@@ -119,10 +119,15 @@ async fn read_loop<S: AsyncRead + Send>(
     // End of the current stretch of polling the socket without a turn of the runtime.
     let mut slice_end = Instant::now();
     loop {
+        let mut deadline = None;
         let (start, effects) = handle_buffered(
             &inner.of,
             &buf,
-            |of, msg| of.handle(id, msg, inner.now()),
+            |of, msg| {
+                let fx = of.handle(id, msg, inner.now());
+                deadline = of.next_deadline();
+                fx
+            },
             |of| of.resume_flow_dump(id, inner.now()),
             || inner.transmit.waiting_for_lock(),
             || wait_for_handover(|| inner.transmit.waiting_for_lock()),
@@ -132,9 +137,9 @@ async fn read_loop<S: AsyncRead + Send>(
             spin_until = Some(Instant::now() + SPIN);
             let replies = !effects.is_empty();
             inner.perform(effects);
-            // Any message moves the peer's echo and dead-peer deadlines (HELLO makes the
-            // connection ready, and may produce no effect at all).
-            inner.timer_kick.notify_one();
+            // A message may move a deadline earlier (HELLO makes the connection ready; a flow
+            // with a timeout), and may produce no effect at all.
+            inner.kick_timer_if_earlier(deadline);
             if replies {
                 // The writer sends the replies before this reader polls again.
                 tokio::task::yield_now().await;

@@ -204,8 +204,11 @@ struct Inner {
     transmit: Arc<dyn Transmitter>,
     conns: Mutex<HashMap<ConnId, ConnHandle>>,
     next_id: AtomicU64,
-    /// Wakes the timer task: the next deadline may have moved.
+    /// Wakes the timer task: the next deadline may have moved earlier.
     timer_kick: Notify,
+    /// The core's deadline (clock ns) the timer task last planned to wake up at, `u64::MAX`
+    /// for none; set under the `Ofproto` lock.
+    timer_at: AtomicU64,
     shutdown: watch::Sender<bool>,
     queue_bound: usize,
     counters: AgentCounters,
@@ -224,6 +227,17 @@ impl std::fmt::Debug for Inner {
 impl Inner {
     fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// Wakes the timer task if the core's next deadline (`Ofproto::next_deadline`, read under
+    /// the same lock as the change) is earlier than the one it sleeps until. A deadline that
+    /// moved later needs no wake-up: the timer wakes at the old one, finds nothing due and
+    /// plans again. So a request/reply exchange, which moves the peer's echo deadline later,
+    /// costs the timer nothing.
+    fn kick_timer_if_earlier(&self, next: Option<u64>) {
+        if next.is_some_and(|d| d < self.timer_at.load(Ordering::Relaxed)) {
+            self.timer_kick.notify_one();
+        }
     }
 
     /// Carries out effects, in order. Never blocks: messages are queued with `try_send`.
@@ -418,6 +432,7 @@ impl Agent {
                 conns: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 timer_kick: Notify::new(),
+                timer_at: AtomicU64::new(u64::MAX),
                 shutdown,
                 queue_bound: bound.max(1),
                 counters: AgentCounters::default(),
@@ -590,7 +605,14 @@ async fn timer(inner: Arc<Inner>) {
     const MIN_GAP: Duration = Duration::from_millis(1);
     let mut last_tick = Instant::now();
     loop {
-        let deadline = lock(&inner.of).next_deadline();
+        let deadline = {
+            let of = lock(&inner.of);
+            let d = of.next_deadline();
+            inner
+                .timer_at
+                .store(d.unwrap_or(u64::MAX), Ordering::Relaxed);
+            d
+        };
         let at = match deadline {
             Some(ns) => inner.clock.instant_at(ns).max(last_tick + MIN_GAP),
             None => Instant::now() + Duration::from_secs(3600),
@@ -629,6 +651,7 @@ async fn dp_events(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<DpEvent>) 
         }
         let now = inner.now();
         let mut effects = Vec::new();
+        let deadline;
         {
             let mut of = lock(&inner.of);
             for ev in batch {
@@ -640,9 +663,10 @@ async fn dp_events(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<DpEvent>) 
                     }
                 }
             }
+            deadline = of.next_deadline();
         }
         inner.perform(effects);
-        inner.timer_kick.notify_one();
+        inner.kick_timer_if_earlier(deadline);
     }
 }
 
