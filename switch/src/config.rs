@@ -67,7 +67,10 @@ Options:
                             (priority 10) so shaped ports are served on time on a busy machine
   --kernel-fast-path on|off on (default) or off: decisions the kernel can repeat (one output
                             of an unchanged untagged frame, decided by in_port and headers up
-                            to the IPv4 ports) are handed to BPF programs at the ports' ingress
+                            to the IP ports) are handed to BPF programs at the ports' ingress
+  --thread-copies on|off    on (default) or off: the datapath thread repeats its decisions for
+                            later frames of the same flow key without the pipeline or the
+                            switch core's lock (frames the kernel does not take)
   --log LEVEL               log filter (error, warn, info, debug, trace or a RUST_LOG directive)
   --check-config            validate the configuration, print it, and exit
   -h, --help                print this help
@@ -173,6 +176,9 @@ pub struct Config {
     /// `kernel_fast_path = "on"` (the default): start the datapath's kernel fast path
     /// (`datapath::offload`); `"off"`: every frame goes through the datapath thread.
     pub kernel_fast_path: bool,
+    /// `thread_copies = "on"` (the default): the datapath thread keeps copies of repeatable
+    /// decisions (`datapath::copies`); `"off"`: every frame it receives runs the pipeline.
+    pub thread_copies: bool,
     /// Log filter from `--log` (RUST_LOG applies when absent).
     pub log: Option<String>,
 }
@@ -207,6 +213,9 @@ impl Config {
         }
         if !self.kernel_fast_path {
             s.push_str("kernel_fast_path: off\n");
+        }
+        if !self.thread_copies {
+            s.push_str("thread_copies: off\n");
         }
         s.push_str(&format!("ctl: {}\n", self.ctl.display()));
         s
@@ -335,6 +344,7 @@ pub struct Raw {
     pub n_tables: Option<Item<String>>,
     pub datapath_priority: Option<Item<String>>,
     pub kernel_fast_path: Option<Item<String>>,
+    pub thread_copies: Option<Item<String>>,
     pub log: Option<Item<String>>,
 }
 
@@ -355,6 +365,7 @@ impl Raw {
             n_tables: self.n_tables.or(file.n_tables),
             datapath_priority: self.datapath_priority.or(file.datapath_priority),
             kernel_fast_path: self.kernel_fast_path.or(file.kernel_fast_path),
+            thread_copies: self.thread_copies.or(file.thread_copies),
             log: self.log.or(file.log),
         }
     }
@@ -407,6 +418,7 @@ where
             "--n-tables",
             "--datapath-priority",
             "--kernel-fast-path",
+            "--thread-copies",
             "--log",
         ];
         if !WITH_VALUE.contains(&name.as_str()) {
@@ -440,6 +452,7 @@ where
             "--n-tables" => r.n_tables = Some(item(place, value)),
             "--datapath-priority" => r.datapath_priority = Some(item(place, value)),
             "--kernel-fast-path" => r.kernel_fast_path = Some(item(place, value)),
+            "--thread-copies" => r.thread_copies = Some(item(place, value)),
             "--log" => r.log = Some(item(place, value)),
             "--controller" => r
                 .controllers
@@ -500,6 +513,7 @@ struct FileConfig {
     n_tables: Option<i64>,
     datapath_priority: Option<String>,
     kernel_fast_path: Option<String>,
+    thread_copies: Option<String>,
     log: Option<String>,
     port: Option<Vec<FilePort>>,
 }
@@ -565,6 +579,7 @@ pub fn parse_toml(file: &str, text: &str) -> Result<Raw, ConfigErrors> {
         n_tables: fc.n_tables.map(|n| item("n_tables", n.to_string())),
         datapath_priority: s("datapath_priority", fc.datapath_priority),
         kernel_fast_path: s("kernel_fast_path", fc.kernel_fast_path),
+        thread_copies: s("thread_copies", fc.thread_copies),
         log: s("log", fc.log),
         ports: fc.port.map(|ports| {
             ports
@@ -813,6 +828,12 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
         "kernel fast path setting",
         true,
     );
+    let thread_copies = either(
+        &raw.thread_copies,
+        [("on", true), ("off", false)],
+        "thread copies setting",
+        true,
+    );
 
     let log = raw.log.as_ref().map(|it| {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&it.value) {
@@ -837,6 +858,7 @@ pub fn validate(raw: &Raw) -> Result<Config, ConfigErrors> {
             n_tables,
             realtime,
             kernel_fast_path,
+            thread_copies,
             log,
         })
     } else {

@@ -123,6 +123,9 @@ fn run(c: &Config) -> Result<(), String> {
         if c.realtime {
             dp.set_realtime(10);
         }
+        if c.thread_copies {
+            dp.enable_thread_copies();
+        }
         if c.kernel_fast_path {
             dp.enable_kernel_fast_path();
         }

@@ -3,6 +3,7 @@
 //! remove, and zero CPU at rest.
 
 use shg_flows::mods::FlowModCommand;
+use shg_flows::table::FlowFilter;
 use shg_flows::text::parse_flow;
 use shg_switch::datapath::{self, DatapathHandle, DpEvent, Output};
 use shg_switch::ofproto::{Ofproto, OfprotoConfig};
@@ -143,6 +144,57 @@ fn forwards_by_flow_table_in_order() {
     assert_eq!(st.tx_packets, 507);
     assert!(st.rx_batches >= 507 / datapath::RX_BATCH as u64, "{st:?}");
     assert_eq!(st.tx_dropped, 0);
+}
+
+/// With the thread's copies on, the frames after the first of a flow key go out while another
+/// thread holds the `Ofproto` lock (as the agent does for a FLOW_MOD or a dump page), in
+/// order; their counts reach the port and flow counters when the core takes the copies back.
+#[test]
+fn copies_forward_while_the_core_holds_its_lock() {
+    let r = rig();
+    r.dp.enable_thread_copies();
+    let (h1, h2) = (&r.handles[0], &r.handles[1]);
+    h1.inject(frame(1, 2, 0));
+    let first = wait_for("the first frame on port 2", || {
+        let s = h2.take_sent();
+        (!s.is_empty()).then_some(s)
+    });
+    assert_eq!(first.iter().map(seq_of).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(r.dp.stats().copied, 0, "the first frame ran the pipeline");
+    let mut got = Vec::new();
+    {
+        let core = r.of.lock().unwrap();
+        for seq in 1..=100 {
+            h1.inject(frame(1, 2, seq));
+        }
+        wait_for("100 frames on port 2 while the lock is held", || {
+            got.extend(h2.take_sent());
+            (got.len() >= 100).then_some(())
+        });
+        assert_eq!(core.ports[&1].counters.rx_packets, 1, "not credited yet");
+    }
+    assert_eq!(
+        got.iter().map(seq_of).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
+    assert_eq!(r.dp.stats().copied, 100);
+    {
+        let mut core = r.of.lock().unwrap();
+        core.drain_fast_path(clock());
+        assert_eq!(core.ports[&1].counters.rx_packets, 101);
+        assert_eq!(core.ports[&2].counters.tx_packets, 101);
+        assert_eq!(core.ports[&2].counters.tx_bytes, 101 * 64);
+        let flows = core.tables.flow_stats(&FlowFilter::default());
+        let (_, f) = flows
+            .iter()
+            .find(|(_, f)| f.priority == 10 && f.packet_count > 0)
+            .expect("the in_port=1 flow counted");
+        assert_eq!((f.packet_count, f.byte_count), (101, 101 * 64));
+    }
+    // Taken back: the next frame runs the pipeline again (and is copied again).
+    h1.inject(frame(1, 2, 101));
+    wait_for("frame 101", || (!h2.take_sent().is_empty()).then_some(()));
+    assert_eq!(r.dp.stats().copied, 100);
 }
 
 #[test]

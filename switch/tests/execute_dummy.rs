@@ -1426,16 +1426,59 @@ fn no_alloc_vlan_push_then_pop_in_a_second_table() {
 
 mod fast_path {
     use super::*;
-    use shg_switch::datapath::offload::candidate;
+    use shg_switch::datapath::offload::{candidate, Repeater};
     use shg_switch::ofproto::{FastPath, FastRecord};
     use std::sync::{Arc, Mutex};
 
-    /// Runs one frame and asks whether its decision may be repeated.
+    /// Runs one frame and asks whether its decision may be repeated by the kernel.
     fn decide(of: &mut Ofproto, in_port: u32, data: Vec<u8>) -> Option<FastRecord> {
+        decide_for(of, in_port, data, Repeater::Kernel)
+    }
+
+    fn decide_for(
+        of: &mut Ofproto,
+        in_port: u32,
+        data: Vec<u8>,
+        by: Repeater,
+    ) -> Option<FastRecord> {
         let mut key = FlowKey::default();
         shg_flows::key::extract(&data, in_port, &mut key);
         let out = run(of, in_port, data, SEC);
-        candidate(of, in_port, &key, &out)
+        candidate(of, in_port, &key, &out, by)
+    }
+
+    /// The thread's copies are keyed by the whole flow key: a walk that looked at DSCP, or a
+    /// tagged frame's VLAN, is repeatable by the thread, not by the kernel. NORMAL needs an
+    /// untagged frame (its learning is refreshed on VLAN 0).
+    #[test]
+    fn the_thread_repeats_decisions_on_any_key_field() {
+        let mut of = switch();
+        flow(
+            &mut of,
+            "priority=5,in_port=1,ip,ip_dscp=0,actions=output:2",
+        );
+        flow(&mut of, "priority=4,in_port=1,dl_vlan=7,actions=output:3");
+        flow(&mut of, "priority=1,actions=NORMAL");
+        assert!(
+            decide(&mut of, 1, tcp4()).is_none(),
+            "ip_dscp: not the kernel"
+        );
+        let r = decide_for(&mut of, 1, tcp4(), Repeater::Thread).expect("the thread");
+        assert_eq!(r.out_port, 2);
+        let tagged = from_match("dl_vlan=7,dl_type=0x0806");
+        let r = decide_for(&mut of, 1, tagged, Repeater::Thread).expect("tagged");
+        assert_eq!(r.out_port, 3);
+        // NORMAL for a tagged frame to a learned destination: not repeatable by the thread.
+        let mut back = from_match("dl_vlan=9,dl_type=0x0806");
+        back[..6].copy_from_slice(&MAC_A);
+        back[6..12].copy_from_slice(&MAC_B);
+        run(&mut of, 2, back, SEC);
+        let mut tagged9 = from_match("dl_vlan=9,dl_type=0x0806");
+        tagged9[..6].copy_from_slice(&MAC_B);
+        tagged9[6..12].copy_from_slice(&MAC_A);
+        let out = run(&mut of, 1, tagged9.clone(), SEC);
+        assert_eq!(ports_of(&out), vec![(2, 0)], "NORMAL to the learned port");
+        assert!(decide_for(&mut of, 1, tagged9, Repeater::Thread).is_none());
     }
 
     #[test]
@@ -1610,7 +1653,7 @@ mod fast_path {
             per_report: 10,
             drains: 0,
         }));
-        of.set_fast_path(fake.clone());
+        of.add_fast_path(fake.clone());
         let rx0 = of.ports[&1].counters.rx_packets;
         let tx0 = of.ports[&2].counters.tx_packets;
         // A sync credits and keeps the copy.
@@ -1645,7 +1688,7 @@ mod fast_path {
             per_report: 1,
             drains: 0,
         }));
-        of.set_fast_path(fake.clone());
+        of.add_fast_path(fake.clone());
         assert!(of.sync_fast_path(2 * SEC), "still right");
         // B moves to port 3 (the datapath takes copies back on MAC changes; the sync also
         // finds it).

@@ -50,6 +50,7 @@
 //! when it flips the link. Each change, and each port's state when it joins, is reported as
 //! [`DpEvent::PortLink`] (the agent's `set_port_link` ignores non-changes).
 
+pub mod copies;
 pub mod execute;
 pub mod normal;
 pub mod offload;
@@ -61,6 +62,7 @@ use crate::ofproto::Ofproto;
 use crate::port::dummy::{ppoll, set_realtime, set_timer_slack, EventFd};
 use crate::port::link::LinkWatcher;
 use crate::port::{Packet, PortBackend};
+use offload::Repeater;
 use shg_flows::field::FlowKey;
 use shg_flows::key::extract;
 use shg_flows::matches::Match;
@@ -165,6 +167,9 @@ pub struct DatapathStats {
     pub qos_drops: u64,
     /// GSO frames to a shaped port that could not be split into wire-size frames (dropped).
     pub gso_split_errors: u64,
+    /// Frames forwarded by the thread's copies of decisions ([`copies`]): no pipeline, no
+    /// `Ofproto` lock.
+    pub copied: u64,
 }
 
 #[derive(Debug, Default)]
@@ -184,6 +189,7 @@ struct AtomicStats {
     qos_enqueued: AtomicU64,
     qos_drops: AtomicU64,
     gso_split_errors: AtomicU64,
+    copied: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -209,6 +215,7 @@ impl AtomicStats {
             qos_enqueued: g(&self.qos_enqueued),
             qos_drops: g(&self.qos_drops),
             gso_split_errors: g(&self.gso_split_errors),
+            copied: g(&self.copied),
         }
     }
 }
@@ -220,6 +227,8 @@ enum Cmd {
     RemovePort(u32),
     /// Switch the datapath thread to SCHED_FIFO at this priority.
     Realtime(i32),
+    /// Start the thread's copies of decisions ([`copies`]).
+    ThreadCopies,
     /// Start the kernel fast path ([`offload`]).
     KernelFastPath,
 }
@@ -286,6 +295,12 @@ impl DatapathHandle {
     /// kernel refuses (no tcx, no CAP_BPF).
     pub fn enable_kernel_fast_path(&self) {
         self.shared.push(Cmd::KernelFastPath);
+    }
+
+    /// Starts the thread's copies of decisions ([`copies`]): later frames of a flow key whose
+    /// decision is repeatable go out without the pipeline or the `Ofproto` lock.
+    pub fn enable_thread_copies(&self) {
+        self.shared.push(Cmd::ThreadCopies);
     }
 
     /// Removes a port; its backend is closed by the datapath thread.
@@ -383,6 +398,8 @@ pub fn spawn(
         pending: BTreeMap::new(),
         qos_deadline: None,
         offload: None,
+        copies: None,
+        copy_outs: Vec::with_capacity(RX_BATCH),
         to_hand: Vec::new(),
         mac_changes: 0,
         sync_deadline: None,
@@ -446,12 +463,22 @@ struct Loop {
     /// The kernel fast path, once started (also installed in the `Ofproto`, which takes its
     /// copies back before every change; locked after the `Ofproto` lock).
     offload: Option<Arc<Mutex<offload::KernelOffload>>>,
+    /// The thread's copies of decisions, once started (also installed in the `Ofproto`;
+    /// locked alone for lookups, after the `Ofproto` lock otherwise).
+    copies: Option<Arc<Mutex<copies::ThreadCopies>>>,
+    /// Output port of each frame at the front of `rx` that a copy forwards.
+    copy_outs: Vec<u32>,
     /// Decisions to hand to the kernel once their frames are sent.
     to_hand: Vec<offload::Pending>,
     /// `MacTable::changes` when last looked at (a change takes every copy back).
     mac_changes: u64,
     /// When the fast path's counters are next credited (None: nothing handed over).
     sync_deadline: Option<u64>,
+}
+
+/// A frame's length as the pipeline counts it.
+fn frame_bytes(pkt: &Packet) -> u64 {
+    u64::try_from(pkt.data.len()).unwrap_or(u64::MAX)
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -464,6 +491,10 @@ pub const FAST_SYNC: Duration = Duration::from_secs(1);
 
 fn lock_offload(o: &Mutex<offload::KernelOffload>) -> MutexGuard<'_, offload::KernelOffload> {
     o.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock_copies(c: &Mutex<copies::ThreadCopies>) -> MutexGuard<'_, copies::ThreadCopies> {
+    c.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn lock(of: &Mutex<Ofproto>) -> MutexGuard<'_, Ofproto> {
@@ -606,6 +637,20 @@ impl Loop {
         self.sync_deadline = out.then(|| now.saturating_add(nanos(FAST_SYNC)));
     }
 
+    /// Starts the thread's copies (see [`copies`]).
+    fn start_thread_copies(&mut self) {
+        if self.copies.is_some() {
+            return;
+        }
+        let c = Arc::new(Mutex::new(copies::ThreadCopies::new()));
+        let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
+        of.add_fast_path(c.clone());
+        self.mac_changes = of.mac_table.changes();
+        drop(of);
+        tracing::info!("thread copies of decisions started");
+        self.copies = Some(c);
+    }
+
     /// Starts the kernel fast path on every kernel port (see [`offload`]).
     fn start_fast_path(&mut self) {
         if self.offload.is_some() {
@@ -627,7 +672,7 @@ impl Loop {
         }
         let o = Arc::new(Mutex::new(o));
         let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
-        of.set_fast_path(o.clone());
+        of.add_fast_path(o.clone());
         self.mac_changes = of.mac_table.changes();
         drop(of);
         tracing::info!("kernel fast path started");
@@ -735,6 +780,7 @@ impl Loop {
                 }
                 Cmd::AddPort(no, backend) => self.add_port(no, backend),
                 Cmd::RemovePort(no) => self.remove_port(no),
+                Cmd::ThreadCopies => self.start_thread_copies(),
                 Cmd::KernelFastPath => self.start_fast_path(),
                 Cmd::Realtime(prio) => match set_realtime(prio) {
                     Ok(()) => tracing::info!(priority = prio, "datapath thread runs SCHED_FIFO"),
@@ -782,10 +828,12 @@ impl Loop {
         let Some(i) = self.by_no.remove(&port_no) else {
             return;
         };
-        if let Some(o) = &self.offload {
+        if self.offload.is_some() || self.copies.is_some() {
             // Its decisions are taken back first: the core does so when the port goes.
             let now = (self.clock)();
             lock_of(&self.of, &self.shared.waiting_for_lock).drain_fast_path(now);
+        }
+        if let Some(o) = &self.offload {
             lock_offload(o).detach(port_no);
         }
         self.slots.remove(i);
@@ -883,39 +931,36 @@ impl Loop {
         bump(&self.shared.stats.rx_batches, 1);
         bump(&self.shared.stats.rx_packets, n);
         let now = (self.clock)();
-        {
-            let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
-            Self::apply_pending(&mut self.pending, &mut of);
-            match &self.offload {
-                None => {
-                    for pkt in self.rx.drain(..) {
-                        execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
-                    }
-                }
-                Some(o) => {
-                    let mut o = lock_offload(o);
-                    for pkt in self.rx.drain(..) {
-                        let Some(fk) = o.probe(port_no, &pkt.data) else {
-                            execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
-                            continue;
-                        };
-                        let mut key = FlowKey::default();
-                        extract(&pkt.data, port_no, &mut key);
-                        let start = self.outputs.len();
-                        execute::process_packet(&mut of, port_no, pkt, now, &mut self.outputs);
-                        let outs = self.outputs.get(start..).unwrap_or(&[]);
-                        let rec = offload::candidate(&of, port_no, &key, outs);
-                        self.to_hand.extend(o.decided(fk, rec));
-                    }
-                    drop(o);
-                    // NORMAL's table changed: its copies may be wrong now.
-                    let changes = of.mac_table.changes();
-                    if changes != self.mac_changes {
-                        self.mac_changes = changes;
-                        of.drain_fast_path(now);
-                    }
+        // The frames at the front that the thread's copies forward: no pipeline, no lock.
+        if let Some(c) = &self.copies {
+            let mut c = lock_copies(c);
+            let mut key = FlowKey::default();
+            self.copy_outs.clear();
+            for pkt in &self.rx {
+                extract(&pkt.data, port_no, &mut key);
+                match c.forward(&key, frame_bytes(pkt)) {
+                    Some(out) => self.copy_outs.push(out),
+                    None => break,
                 }
             }
+            drop(c);
+            let n = self.copy_outs.len();
+            bump(&self.shared.stats.copied, n as u64);
+            for (pkt, &port) in self.rx.drain(..n).zip(&self.copy_outs) {
+                self.outputs.push(Output::Port {
+                    port,
+                    queue: None,
+                    pkt,
+                });
+            }
+        }
+        // The rest in order under the lock (frames after the first without a copy may still
+        // have one: they are taken in turn, so a flow's frames are never reordered).
+        if !self.rx.is_empty() {
+            let of = self.of.clone();
+            let mut of = lock_of(&of, &self.shared.waiting_for_lock);
+            Self::apply_pending(&mut self.pending, &mut of);
+            self.process_under_lock(&mut of, port_no, now);
             Self::shape(
                 &mut of,
                 &mut self.outputs,
@@ -936,7 +981,69 @@ impl Loop {
                 }
             }
         }
+        if self.sync_deadline.is_none()
+            && self
+                .copies
+                .as_ref()
+                .is_some_and(|c| lock_copies(c).len() > 0)
+        {
+            self.sync_deadline = Some(now.saturating_add(nanos(FAST_SYNC)));
+        }
         true
+    }
+
+    /// Runs the frames left in `rx` through the pipeline in order (or through a copy made
+    /// meanwhile), offering each decision to the thread's copies and the kernel fast path.
+    fn process_under_lock(&mut self, of: &mut Ofproto, port_no: u32, now: u64) {
+        if self.copies.is_none() && self.offload.is_none() {
+            for pkt in self.rx.drain(..) {
+                execute::process_packet(of, port_no, pkt, now, &mut self.outputs);
+            }
+            return;
+        }
+        let mut copies = self.copies.as_ref().map(|c| lock_copies(c));
+        let mut kernel = self.offload.as_ref().map(|o| lock_offload(o));
+        let mut key = FlowKey::default();
+        let mut copied = 0;
+        for pkt in self.rx.drain(..) {
+            extract(&pkt.data, port_no, &mut key);
+            let mut copy = false;
+            if let Some(c) = copies.as_mut() {
+                if let Some(port) = c.forward(&key, frame_bytes(&pkt)) {
+                    copied += 1;
+                    self.outputs.push(Output::Port {
+                        port,
+                        queue: None,
+                        pkt,
+                    });
+                    continue;
+                }
+                copy = c.wants(&key);
+            }
+            let fk = kernel.as_ref().and_then(|o| o.probe(port_no, &pkt.data));
+            let start = self.outputs.len();
+            execute::process_packet(of, port_no, pkt, now, &mut self.outputs);
+            let outs = self.outputs.get(start..).unwrap_or(&[]);
+            if let (true, Some(c)) = (copy, copies.as_mut()) {
+                c.decided(
+                    key,
+                    offload::candidate(of, port_no, &key, outs, Repeater::Thread),
+                );
+            }
+            if let (Some(fk), Some(o)) = (fk, kernel.as_mut()) {
+                let rec = offload::candidate(of, port_no, &key, outs, Repeater::Kernel);
+                self.to_hand.extend(o.decided(fk, rec));
+            }
+        }
+        drop(copies);
+        drop(kernel);
+        bump(&self.shared.stats.copied, copied);
+        // NORMAL's table changed: its copies may be wrong now.
+        let changes = of.mac_table.changes();
+        if changes != self.mac_changes {
+            self.mac_changes = changes;
+            of.drain_fast_path(now);
+        }
     }
 
     fn disable(&mut self, i: usize, why: &str) {

@@ -89,13 +89,26 @@ pub const MAX_ENTRIES: u32 = 16_384;
 /// Headers remembered as not repeatable before the set is emptied.
 const MAX_REFUSED: usize = 65_536;
 
+/// Who would repeat a decision, which sets what its key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeater {
+    /// The kernel, for frames with the same [`FastKey`]: each field of the walk's mask must be
+    /// in that key or the same for all its frames (`mask_is_repeatable`).
+    Kernel,
+    /// The datapath thread ([`super::copies`]), for frames with the same whole flow key: every
+    /// field the walk looked at is in it. NORMAL's copies need an untagged frame (their
+    /// counts refresh learning on VLAN 0).
+    Thread,
+}
+
 /// Whether the decision just made for a frame of `key` received on `in_port` (its outputs are
-/// `outputs`) may be repeated by the kernel; the record to count its copies on.
+/// `outputs`) may be repeated by `by`; the record to count its copies on.
 pub fn candidate(
     of: &Ofproto,
     in_port: u32,
     key: &FlowKey,
     outputs: &[Output],
+    by: Repeater,
 ) -> Option<FastRecord> {
     let [Output::Port {
         port: out_port,
@@ -128,7 +141,7 @@ pub fn candidate(
         if result.trace.iter().any(|s| s.hit.is_none()) && !miss_normal {
             return None;
         }
-        if !mask_is_repeatable(&result.mask, key) {
+        if by == Repeater::Kernel && !mask_is_repeatable(&result.mask, key) {
             return None;
         }
         match result.actions.as_slice() {
@@ -146,8 +159,9 @@ pub fn candidate(
             _ => return None,
         }
     };
+    let untagged = key.is_zero(Field::VlanVid);
     let normal = match normal {
-        Some((src, dst)) if src[0] & 1 == 0 && dst[0] & 1 == 0 => Some((src, dst)),
+        Some((src, dst)) if src[0] & 1 == 0 && dst[0] & 1 == 0 && untagged => Some((src, dst)),
         Some(_) => return None,
         None => None,
     };

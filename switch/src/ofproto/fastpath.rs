@@ -1,9 +1,11 @@
-//! The kernel fast path as the switch core sees it: decisions another forwarder repeats, when
+//! The fast paths as the switch core sees them: decisions another forwarder repeats, when
 //! they must be taken back, and how what it forwarded is counted here.
 //!
 //! The datapath may hand a decision the pipeline made for one frame to a faster forwarder
-//! (the kernel, `datapath::offload`) that repeats it for the following frames of the same
-//! input port and Ethernet header. Such a copy is only right while nothing that decided it
+//! that repeats it for the following frames: the kernel (`datapath::offload`), for frames with
+//! the same input port and headers as far as its key reads them, and the datapath thread's
+//! own copies (`datapath::copies`), for frames with the same whole flow key, without the
+//! pipeline or this core's lock. Such a copy is only right while nothing that decided it
 //! changes, so the core takes every copy back ([`Ofproto::drain_fast_path`]) at each of its
 //! entry points before it acts: every OpenFlow message (flow, group, meter and port mods,
 //! role and config changes, and the statistics requests, which thus see exact counters),
@@ -35,7 +37,8 @@ pub struct FastRecord {
     pub normal: Option<([u8; 6], [u8; 6])>,
 }
 
-/// A forwarder repeating decisions (the kernel; a fake in tests). `credit` is called with
+/// A forwarder repeating decisions (the kernel, the datapath thread's copies; a fake in
+/// tests). `credit` is called with
 /// each copy's packets and bytes forwarded since it was handed over or last reported, and
 /// answers whether the copy is still right.
 pub trait FastPath: Send + std::fmt::Debug {
@@ -48,49 +51,50 @@ pub trait FastPath: Send + std::fmt::Debug {
     fn is_empty(&self) -> bool;
 }
 
-/// The fast path shared between the core (which drains it) and the datapath (which hands
-/// decisions to it), always locked after the `Ofproto` lock.
+/// A fast path shared between the core (which drains it) and the datapath (which hands
+/// decisions to it); whoever holds the `Ofproto` lock too took that one first.
 pub type SharedFastPath = Arc<Mutex<dyn FastPath>>;
 
 impl Ofproto {
-    /// Installs the fast path the core drains from now on.
-    pub fn set_fast_path(&mut self, fast: SharedFastPath) {
-        self.fast_path = Some(fast);
+    /// Adds a fast path the core drains from now on (the datapath thread's copies, the
+    /// kernel's).
+    pub fn add_fast_path(&mut self, fast: SharedFastPath) {
+        self.fast_paths.push(fast);
     }
 
     /// Takes every handed-over decision back, crediting what it forwarded (see the module
     /// doc). A no-op without a fast path.
     pub fn drain_fast_path(&mut self, now: u64) {
-        let Some(fast) = self.fast_path.clone() else {
-            return;
-        };
-        let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
-        if f.is_empty() {
-            return;
+        for fast in self.fast_paths.clone() {
+            let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
+            if f.is_empty() {
+                continue;
+            }
+            f.drain(&mut |rec, packets, bytes| {
+                self.credit_fast(rec, packets, bytes, now);
+                false
+            });
         }
-        f.drain(&mut |rec, packets, bytes| {
-            self.credit_fast(rec, packets, bytes, now);
-            false
-        });
     }
 
     /// Credits what the handed-over decisions forwarded, keeping them (idle ones are taken
     /// back). Returns whether any is still out.
     pub fn sync_fast_path(&mut self, now: u64) -> bool {
-        let Some(fast) = self.fast_path.clone() else {
-            return false;
-        };
-        let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
-        if f.is_empty() {
-            return false;
+        let mut out = false;
+        for fast in self.fast_paths.clone() {
+            let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
+            if f.is_empty() {
+                continue;
+            }
+            f.sync(&mut |rec, packets, bytes| {
+                self.credit_fast(rec, packets, bytes, now);
+                // NORMAL's copy is right while its destination is still learned on its port.
+                rec.normal
+                    .is_none_or(|(_, dst)| self.mac_table.lookup(0, dst, now) == Some(rec.out_port))
+            });
+            out |= !f.is_empty();
         }
-        f.sync(&mut |rec, packets, bytes| {
-            self.credit_fast(rec, packets, bytes, now);
-            // NORMAL's copy is right while its destination is still learned on its port.
-            rec.normal
-                .is_none_or(|(_, dst)| self.mac_table.lookup(0, dst, now) == Some(rec.out_port))
-        });
-        !f.is_empty()
+        out
     }
 
     fn credit_fast(&mut self, rec: &FastRecord, packets: u64, bytes: u64, now: u64) {

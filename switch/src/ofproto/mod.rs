@@ -260,7 +260,7 @@ pub struct Ofproto {
     next_xid: u32,
     /// Decisions handed to a faster forwarder, taken back before every change
     /// (`fastpath.rs`).
-    fast_path: Option<SharedFastPath>,
+    fast_paths: Vec<SharedFastPath>,
     /// The latest `now` an entry point was given (for the one without a `now`).
     last_now: u64,
 }
@@ -313,7 +313,7 @@ impl Ofproto {
             expiry_hint: None,
             refs_dirty: false,
             next_xid: 1,
-            fast_path: None,
+            fast_paths: Vec::new(),
             last_now: 0,
             config,
         }
