@@ -985,7 +985,7 @@ impl Loop {
             && self
                 .copies
                 .as_ref()
-                .is_some_and(|c| lock_copies(c).len() > 0)
+                .is_some_and(|c| lock_copies(c).held() > 0)
         {
             self.sync_deadline = Some(now.saturating_add(nanos(FAST_SYNC)));
         }
