@@ -71,8 +71,12 @@ pub enum Config {
     /// The I/O reference with the in-kernel fast path ([`super::forward`] `--kernel`).
     ForwardKernel,
     Shg,
-    /// shg-switch with `--kernel-fast-path off`: every frame through the datapath thread.
+    /// shg-switch with `--kernel-fast-path off`: every frame through the datapath thread,
+    /// repeated decisions by its copies.
     ShgUserspace,
+    /// shg-switch with `--kernel-fast-path off --thread-copies off`: every frame through the
+    /// pipeline.
+    ShgPipeline,
     ShgFlows,
     /// shg-switch from [`shg_queues_toml`] with [`shg_queues_flows`].
     ShgQueues,
@@ -80,13 +84,14 @@ pub enum Config {
 
 impl Config {
     /// In the order of the first repetition.
-    pub const ALL: [Config; 8] = [
+    pub const ALL: [Config; 9] = [
         Config::Bridge,
         Config::Ovs,
         Config::Forward,
         Config::ForwardKernel,
         Config::Shg,
         Config::ShgUserspace,
+        Config::ShgPipeline,
         Config::ShgFlows,
         Config::ShgQueues,
     ];
@@ -100,6 +105,7 @@ impl Config {
             Config::ForwardKernel => "kernel_fast_path",
             Config::Shg => "shg",
             Config::ShgUserspace => "shg_userspace",
+            Config::ShgPipeline => "shg_pipeline",
             Config::ShgFlows => "shg_flows",
             Config::ShgQueues => "shg_queues",
         }
@@ -116,9 +122,12 @@ impl Config {
                     .into()
             }
             Config::Shg => "shg-switch, 1 flow (`actions=NORMAL`)".into(),
-            Config::ShgUserspace => {
-                "shg-switch, 1 flow, `--kernel-fast-path off` (every frame in user space)".into()
-            }
+            Config::ShgUserspace => "shg-switch, 1 flow, `--kernel-fast-path off` (every frame in \
+                                      user space; the thread's copies repeat decisions)"
+                .into(),
+            Config::ShgPipeline => "shg-switch, 1 flow, `--kernel-fast-path off --thread-copies \
+                                     off` (every frame through the pipeline)"
+                .into(),
             Config::ShgFlows => format!("shg-switch, {flows} flows + catch-all NORMAL"),
             Config::ShgQueues => format!(
                 "shg-switch, egress queues (rate {QUEUES_PORT_RATE}, `set_queue:1` + NORMAL)"
@@ -135,6 +144,7 @@ impl Config {
             Config::ForwardKernel => 'x',
             Config::Shg => 's',
             Config::ShgUserspace => 'u',
+            Config::ShgPipeline => 'p',
             Config::ShgFlows => 'k',
             Config::ShgQueues => 'q',
         }
@@ -149,6 +159,7 @@ impl Config {
             Config::ForwardKernel => 7,
             Config::Shg => 3,
             Config::ShgUserspace => 8,
+            Config::ShgPipeline => 9,
             Config::ShgFlows => 4,
             Config::ShgQueues => 5,
         }
@@ -358,6 +369,7 @@ impl Report {
         let fwd = medians(&self.samples, Config::Forward);
         let kern = medians(&self.samples, Config::ForwardKernel);
         let user = medians(&self.samples, Config::ShgUserspace);
+        let pipe = medians(&self.samples, Config::ShgPipeline);
         let shg = medians(&self.samples, Config::Shg);
         let rtt_diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => format!("{:+.3} ms", a - b),
@@ -368,7 +380,9 @@ impl Report {
              OpenFlow; against the bridge: TCP 1 stream {}, 64-byte UDP {}, idle RTT median {} \
              (the I/O method's share of the distance). shg-switch with `--kernel-fast-path off` \
              against it: TCP 1 stream {}, 64-byte UDP {}, idle RTT median {} (OpenFlow's share: \
-             key, cache, actions, counters, locking).\n",
+             key, copies or cache, actions, counters, locking); with `--thread-copies off` too \
+             (every frame through the pipeline): TCP 1 stream {}, 64-byte UDP {}, idle RTT \
+             median {}.\n",
             Config::Forward.key(),
             fmt_ratio(ratio(fwd.tcp1_gbps, br.tcp1_gbps)),
             fmt_ratio(ratio(fwd.udp_rx_kpps, br.udp_rx_kpps)),
@@ -376,6 +390,9 @@ impl Report {
             fmt_ratio(ratio(user.tcp1_gbps, fwd.tcp1_gbps)),
             fmt_ratio(ratio(user.udp_rx_kpps, fwd.udp_rx_kpps)),
             rtt_diff(user.rtt_median_ms, fwd.rtt_median_ms),
+            fmt_ratio(ratio(pipe.tcp1_gbps, fwd.tcp1_gbps)),
+            fmt_ratio(ratio(pipe.udp_rx_kpps, fwd.udp_rx_kpps)),
+            rtt_diff(pipe.rtt_median_ms, fwd.rtt_median_ms),
         ) + &format!(
             "`{}`: the same forwarder, whose frames after a header's first are redirected at the \
              input's tc ingress by a BPF program and skipped by its sockets; against the bridge: \
@@ -1117,6 +1134,22 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
         &ofl,
         t,
     )?;
+    // shg-switch, one flow, every frame through the pipeline.
+    let mut shg_pipe = Shg::start_with_args(
+        &env,
+        &topo.sw,
+        "shg-pipeline",
+        &topo.sw_ports(Config::ShgPipeline),
+        6706,
+        &dir,
+        &["--kernel-fast-path", "off", "--thread-copies", "off"],
+    )?;
+    ofctl(
+        &topo.sw,
+        &["add-flow", &shg_pipe.target, flowgen::CATCH_ALL],
+        &ofl,
+        t,
+    )?;
     // shg-switch, many flows.
     let mut shg_many = Shg::start(
         &env,
@@ -1143,7 +1176,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
     let (dump_ovs, _) = ofctl(&topo.sw, &["dump-flows", &ovs_target], &ofl, t)?;
     let (dump_q, _) = ofctl(&topo.sw, &["dump-flows", &shg_q.target], &ofl, t)?;
     log_step(&format!(
-        "shg-switch x4 up; {n_many} flows installed in {:.2} s",
+        "shg-switch x5 up; {n_many} flows installed in {:.2} s",
         install.as_secs_f64()
     ));
     if n_many != opts.flows + 1 {
@@ -1166,6 +1199,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             (Config::ForwardKernel, fwd_kernel.pid()),
             (Config::Shg, shg.pid()),
             (Config::ShgUserspace, shg_user.pid()),
+            (Config::ShgPipeline, shg_pipe.pid()),
             (Config::ShgFlows, shg_many.pid()),
             (Config::ShgQueues, shg_q.pid()),
         ],
@@ -1191,7 +1225,9 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             flows: match cfg {
                 Config::Bridge | Config::Forward | Config::ForwardKernel => None,
                 Config::Ovs => Some(count_dumped_flows(&dump_ovs)),
-                Config::Shg | Config::ShgUserspace => Some(count_dumped_flows(&dump1)),
+                Config::Shg | Config::ShgUserspace | Config::ShgPipeline => {
+                    Some(count_dumped_flows(&dump1))
+                }
                 Config::ShgFlows => Some(n_many),
                 Config::ShgQueues => Some(count_dumped_flows(&dump_q)),
             },
@@ -1237,6 +1273,7 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
             }
             shg.check_alive()?;
             shg_user.check_alive()?;
+            shg_pipe.check_alive()?;
             shg_many.check_alive()?;
             shg_q.check_alive()?;
         }
@@ -1322,6 +1359,7 @@ mod tests {
                 0.041,
             ));
             samples.push(sample(Config::ShgUserspace, rep, 8.0 * k, 80.0 * k, 0.090));
+            samples.push(sample(Config::ShgPipeline, rep, 7.5 * k, 78.0 * k, 0.091));
         }
         // A failed repetition does not count as zero.
         samples[2].tcp1_gbps = None;
@@ -1458,15 +1496,16 @@ mod tests {
             json!(5.0 / 12.0)
         );
         assert_eq!(j["configs"][5]["key"], "shg_userspace");
-        assert_eq!(j["configs"][7]["key"], "shg_queues");
+        assert_eq!(j["configs"][6]["key"], "shg_pipeline");
+        assert_eq!(j["configs"][8]["key"], "shg_queues");
         assert_eq!(
-            j["configs"][7]["ratio_vs_ovs"]["udp_rx"],
+            j["configs"][8]["ratio_vs_ovs"]["udp_rx"],
             json!(85.0 / 50.0)
         );
-        assert_eq!(j["configs"][7]["flows"], json!(2));
-        assert_eq!(j["configs"][7]["queue_tx_packets"]["1"], json!(1_000_000));
-        assert_eq!(j["configs"][6]["queue_tx_packets"], Value::Null);
-        assert_eq!(j["samples"].as_array().unwrap().len(), 24);
+        assert_eq!(j["configs"][8]["flows"], json!(2));
+        assert_eq!(j["configs"][8]["queue_tx_packets"]["1"], json!(1_000_000));
+        assert_eq!(j["configs"][7]["queue_tx_packets"], Value::Null);
+        assert_eq!(j["samples"].as_array().unwrap().len(), 27);
         assert_eq!(j["targets"][0]["met"], json!(true));
         assert!(
             md.contains("median of 30): same CPU 28.2 µs, two CPUs - µs."),

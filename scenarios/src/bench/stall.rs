@@ -9,6 +9,11 @@
 //! does not exist, so the pinged path never changes; each one still empties the megaflow cache.
 //! Configurations: the datapath thread under the normal scheduler and SCHED_FIFO
 //! (`--datapath-priority realtime`): on two busy cores the first also measures CPU contention.
+//! Both with the switch's defaults (pings repeated by the kernel fast path after the first,
+//! until a control message takes the copy back). Then two with the kernel fast path off, so
+//! that every ping reaches the datapath thread: with its own copies of decisions (looked up
+//! without the `Ofproto` lock) and without them (`--thread-copies off`: each batch waits for
+//! the lock the control plane holds).
 
 use super::{machine_note, now_utc, ofctl, Env, Shg};
 use crate::interrupt;
@@ -69,7 +74,7 @@ struct Config {
     args: &'static [&'static str],
 }
 
-const CONFIGS: [Config; 2] = [
+const CONFIGS: [Config; 4] = [
     Config {
         key: "shg",
         args: &[],
@@ -77,6 +82,14 @@ const CONFIGS: [Config; 2] = [
     Config {
         key: "shg_realtime",
         args: &["--datapath-priority", "realtime"],
+    },
+    Config {
+        key: "shg_thread_copies",
+        args: &["--kernel-fast-path", "off"],
+    },
+    Config {
+        key: "shg_pipeline",
+        args: &["--kernel-fast-path", "off", "--thread-copies", "off"],
     },
 ];
 
