@@ -10,10 +10,10 @@
 //! Configurations: the datapath thread under the normal scheduler and SCHED_FIFO
 //! (`--datapath-priority realtime`): on two busy cores the first also measures CPU contention.
 //! Both with the switch's defaults (pings repeated by the kernel fast path after the first,
-//! until a control message takes the copy back). Then two with the kernel fast path off, so
-//! that every ping reaches the datapath thread: with its own copies of decisions (looked up
-//! without the `Ofproto` lock) and without them (`--thread-copies off`: each batch waits for
-//! the lock the control plane holds).
+//! until a control message takes the copy back). Then two under SCHED_FIFO with the kernel
+//! fast path off, so that every ping reaches the datapath thread: with its own copies of
+//! decisions (looked up without the `Ofproto` lock) and without them (`--thread-copies off`:
+//! each frame waits for the lock while the control plane holds it).
 
 use super::{machine_note, now_utc, ofctl, Env, Shg};
 use crate::interrupt;
@@ -84,12 +84,19 @@ const CONFIGS: [Config; 4] = [
         args: &["--datapath-priority", "realtime"],
     },
     Config {
-        key: "shg_thread_copies",
-        args: &["--kernel-fast-path", "off"],
+        key: "shg_rt_thread_copies",
+        args: &["--datapath-priority", "realtime", "--kernel-fast-path", "off"],
     },
     Config {
-        key: "shg_pipeline",
-        args: &["--kernel-fast-path", "off", "--thread-copies", "off"],
+        key: "shg_rt_pipeline",
+        args: &[
+            "--datapath-priority",
+            "realtime",
+            "--kernel-fast-path",
+            "off",
+            "--thread-copies",
+            "off",
+        ],
     },
 ];
 
