@@ -56,9 +56,11 @@ pub struct CacheStats {
     pub overflows: u64,
 }
 
-/// FNV-style word hasher for masked keys (whole 8-byte words; keys are a multiple of 8).
-#[derive(Default)]
-struct KeyHasher(u64);
+/// FNV-style word hasher for flow keys (whole 8-byte words; keys are a multiple of 8). Not
+/// seeded: frames crafted to collide make lookups slower, never wrong, and the maps that use
+/// it are bounded.
+#[derive(Debug, Default)]
+pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -78,7 +80,10 @@ impl Hasher for KeyHasher {
     }
 }
 
-type KeyMap = HashMap<FlowKey, Cached, BuildHasherDefault<KeyHasher>>;
+/// A hash map keyed by flow keys, with [`KeyHasher`].
+pub type FlowKeyMap<V> = HashMap<FlowKey, V, BuildHasherDefault<KeyHasher>>;
+
+type KeyMap = FlowKeyMap<Cached>;
 
 #[derive(Debug)]
 struct Subcache {

@@ -352,6 +352,7 @@ fn show_datapath(d: &DatapathStats) -> String {
     format!(
         "datapath thread: wakeups {} (shaper timer {}), spin polls {}\n\
          \x20    rx frames {} in {} batches ({per_batch} per batch), rx errors {}\n\
+         \x20    forwarded by the thread's copies of decisions {}\n\
          \x20    tx frames {}, tx dropped {}, to no such port {}\n\
          \x20    packet-ins {}, events lost {}, ports disabled {}\n\
          \x20    shaped: enqueued {}, dropped {}, GSO split errors {}\n",
@@ -361,6 +362,7 @@ fn show_datapath(d: &DatapathStats) -> String {
         d.rx_packets,
         d.rx_batches,
         d.rx_errors,
+        d.copied,
         d.tx_packets,
         d.tx_dropped,
         d.no_such_port,
@@ -888,6 +890,7 @@ mod tests {
             rx_packets: 10,
             tx_packets: 9,
             tx_dropped: 1,
+            copied: 6,
             ..DatapathStats::default()
         };
         let s = execute_with(&mut of, "show", 0, Some(&d)).unwrap();
@@ -897,6 +900,10 @@ mod tests {
         );
         assert!(
             s.contains("     rx frames 10 in 4 batches (2.5 per batch), rx errors 0\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("     forwarded by the thread's copies of decisions 6\n"),
             "{s}"
         );
         assert!(

@@ -85,7 +85,12 @@ const CONFIGS: [Config; 4] = [
     },
     Config {
         key: "shg_rt_thread_copies",
-        args: &["--datapath-priority", "realtime", "--kernel-fast-path", "off"],
+        args: &[
+            "--datapath-priority",
+            "realtime",
+            "--kernel-fast-path",
+            "off",
+        ],
     },
     Config {
         key: "shg_rt_pipeline",

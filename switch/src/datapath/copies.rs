@@ -16,8 +16,8 @@
 //! FLOW_MOD or of a flow-dump page.
 
 use crate::ofproto::{FastPath, FastRecord};
+use shg_flows::cache::FlowKeyMap;
 use shg_flows::field::FlowKey;
-use std::collections::{HashMap, HashSet};
 
 /// Copies held at most; a decision made while the table is full is not copied (the next sync
 /// takes idle copies back).
@@ -39,9 +39,9 @@ struct Copy {
 /// The thread's copies (see the module doc).
 #[derive(Debug, Default)]
 pub struct ThreadCopies {
-    copies: HashMap<FlowKey, Copy>,
+    copies: FlowKeyMap<Copy>,
     /// Keys found not repeatable since the last take-back.
-    refused: HashSet<FlowKey>,
+    refused: FlowKeyMap<()>,
 }
 
 impl ThreadCopies {
@@ -61,7 +61,7 @@ impl ThreadCopies {
 
     /// Whether the decision for `key` is worth offering: neither copied nor refused yet.
     pub fn wants(&self, key: &FlowKey) -> bool {
-        !self.copies.contains_key(key) && !self.refused.contains(key)
+        !self.copies.contains_key(key) && !self.refused.contains_key(key)
     }
 
     /// Notes the outcome of the pipeline for `key`: `record` is the repeatable decision (kept,
@@ -84,7 +84,7 @@ impl ThreadCopies {
                 if self.refused.len() >= MAX_REFUSED {
                     self.refused.clear();
                 }
-                self.refused.insert(key);
+                self.refused.insert(key, ());
                 false
             }
         }

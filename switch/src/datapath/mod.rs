@@ -399,7 +399,6 @@ pub fn spawn(
         qos_deadline: None,
         offload: None,
         copies: None,
-        copy_outs: Vec::with_capacity(RX_BATCH),
         to_hand: Vec::new(),
         mac_changes: 0,
         sync_deadline: None,
@@ -466,8 +465,6 @@ struct Loop {
     /// The thread's copies of decisions, once started (also installed in the `Ofproto`;
     /// locked alone for lookups, after the `Ofproto` lock otherwise).
     copies: Option<Arc<Mutex<copies::ThreadCopies>>>,
-    /// Output port of each frame at the front of `rx` that a copy forwards.
-    copy_outs: Vec<u32>,
     /// Decisions to hand to the kernel once their frames are sent.
     to_hand: Vec<offload::Pending>,
     /// `MacTable::changes` when last looked at (a change takes every copy back).
@@ -931,44 +928,7 @@ impl Loop {
         bump(&self.shared.stats.rx_batches, 1);
         bump(&self.shared.stats.rx_packets, n);
         let now = (self.clock)();
-        // The frames at the front that the thread's copies forward: no pipeline, no lock.
-        if let Some(c) = &self.copies {
-            let mut c = lock_copies(c);
-            let mut key = FlowKey::default();
-            self.copy_outs.clear();
-            for pkt in &self.rx {
-                extract(&pkt.data, port_no, &mut key);
-                match c.forward(&key, frame_bytes(pkt)) {
-                    Some(out) => self.copy_outs.push(out),
-                    None => break,
-                }
-            }
-            drop(c);
-            let n = self.copy_outs.len();
-            bump(&self.shared.stats.copied, n as u64);
-            for (pkt, &port) in self.rx.drain(..n).zip(&self.copy_outs) {
-                self.outputs.push(Output::Port {
-                    port,
-                    queue: None,
-                    pkt,
-                });
-            }
-        }
-        // The rest in order under the lock (frames after the first without a copy may still
-        // have one: they are taken in turn, so a flow's frames are never reordered).
-        if !self.rx.is_empty() {
-            let of = self.of.clone();
-            let mut of = lock_of(&of, &self.shared.waiting_for_lock);
-            Self::apply_pending(&mut self.pending, &mut of);
-            self.process_under_lock(&mut of, port_no, now);
-            Self::shape(
-                &mut of,
-                &mut self.outputs,
-                &self.shared.stats,
-                &mut self.qos_deadline,
-                now,
-            );
-        }
+        self.process_batch(port_no, now);
         self.dispatch();
         if let Some(o) = &self.offload {
             if !self.to_hand.is_empty() {
@@ -992,58 +952,89 @@ impl Loop {
         true
     }
 
-    /// Runs the frames left in `rx` through the pipeline in order (or through a copy made
-    /// meanwhile), offering each decision to the thread's copies and the kernel fast path.
-    fn process_under_lock(&mut self, of: &mut Ofproto, port_no: u32, now: u64) {
-        if self.copies.is_none() && self.offload.is_none() {
-            for pkt in self.rx.drain(..) {
-                execute::process_packet(of, port_no, pkt, now, &mut self.outputs);
-            }
-            return;
-        }
-        let mut copies = self.copies.as_ref().map(|c| lock_copies(c));
-        let mut kernel = self.offload.as_ref().map(|o| lock_offload(o));
+    /// Runs the frames of `rx` in order: through the thread's copy of their decision where
+    /// there is one, without the `Ofproto` lock until the first frame without a copy; that
+    /// frame and every later one under the lock (through a copy or the pipeline, offering
+    /// each new decision to the thread's copies and the kernel fast path), so a flow's frames
+    /// are never reordered.
+    fn process_batch(&mut self, port_no: u32, now: u64) {
+        let of_lock = self.of.clone();
+        let copies_lock = self.copies.clone();
+        let kernel_lock = self.offload.clone();
+        let mut copies = copies_lock.as_deref().map(lock_copies);
+        let mut kernel = None;
+        let mut of: Option<MutexGuard<'_, Ofproto>> = None;
         let mut key = FlowKey::default();
         let mut copied = 0;
+        let fast = copies.is_some() || kernel_lock.is_some();
         for pkt in self.rx.drain(..) {
-            extract(&pkt.data, port_no, &mut key);
-            let mut copy = false;
-            if let Some(c) = copies.as_mut() {
-                if let Some(port) = c.forward(&key, frame_bytes(&pkt)) {
-                    copied += 1;
-                    self.outputs.push(Output::Port {
-                        port,
-                        queue: None,
-                        pkt,
-                    });
-                    continue;
-                }
-                copy = c.wants(&key);
+            if fast {
+                extract(&pkt.data, port_no, &mut key);
             }
+            if let Some(port) = copies
+                .as_mut()
+                .and_then(|c| c.forward(&key, frame_bytes(&pkt)))
+            {
+                copied += 1;
+                self.outputs.push(Output::Port {
+                    port,
+                    queue: None,
+                    pkt,
+                });
+                continue;
+            }
+            if of.is_none() {
+                // The core locks the copies after its own lock: let them go while waiting.
+                drop(copies.take());
+                let mut g = lock_of(&of_lock, &self.shared.waiting_for_lock);
+                Self::apply_pending(&mut self.pending, &mut g);
+                of = Some(g);
+                copies = copies_lock.as_deref().map(lock_copies);
+                kernel = kernel_lock.as_deref().map(lock_offload);
+            }
+            let Some(g) = of.as_deref_mut() else {
+                continue;
+            };
+            let copy = copies.as_ref().is_some_and(|c| c.wants(&key));
             let fk = kernel.as_ref().and_then(|o| o.probe(port_no, &pkt.data));
             let start = self.outputs.len();
-            execute::process_packet(of, port_no, pkt, now, &mut self.outputs);
+            execute::process_packet(g, port_no, pkt, now, &mut self.outputs);
+            if !copy && fk.is_none() {
+                continue;
+            }
             let outs = self.outputs.get(start..).unwrap_or(&[]);
             if let (true, Some(c)) = (copy, copies.as_mut()) {
                 c.decided(
                     key,
-                    offload::candidate(of, port_no, &key, outs, Repeater::Thread),
+                    offload::candidate(g, port_no, &key, outs, Repeater::Thread),
                 );
             }
             if let (Some(fk), Some(o)) = (fk, kernel.as_mut()) {
-                let rec = offload::candidate(of, port_no, &key, outs, Repeater::Kernel);
+                let rec = offload::candidate(g, port_no, &key, outs, Repeater::Kernel);
                 self.to_hand.extend(o.decided(fk, rec));
             }
         }
         drop(copies);
         drop(kernel);
         bump(&self.shared.stats.copied, copied);
-        // NORMAL's table changed: its copies may be wrong now.
-        let changes = of.mac_table.changes();
-        if changes != self.mac_changes {
-            self.mac_changes = changes;
-            of.drain_fast_path(now);
+        let Some(mut g) = of else {
+            return;
+        };
+        if fast {
+            // NORMAL's table changed: its copies may be wrong now.
+            let changes = g.mac_table.changes();
+            if changes != self.mac_changes {
+                self.mac_changes = changes;
+                g.drain_fast_path(now);
+            }
         }
+        Self::shape(
+            &mut g,
+            &mut self.outputs,
+            &self.shared.stats,
+            &mut self.qos_deadline,
+            now,
+        );
     }
 
     fn disable(&mut self, i: usize, why: &str) {
