@@ -1674,6 +1674,75 @@ mod fast_path {
         assert!(!of.sync_fast_path(4 * SEC));
     }
 
+    /// Through `Ofproto::handle`: a flow stats request credits the copy and keeps it out (its
+    /// reply counts the copy's frames); a barrier or an echo does nothing to it; a FLOW_MOD
+    /// takes it back.
+    #[test]
+    fn reads_keep_copies_out_and_a_flow_mod_takes_them_back() {
+        use shg_flows::text::flow::parse_flow;
+        use shg_flows::wire::message::{decode, encode, HelloElement, Message, OFP_VERSION};
+        use shg_flows::wire::multipart::{FlowStatsRequest, MultipartReply, MultipartRequest};
+        use shg_switch::ofproto::{ConnKind, Effect};
+        let mut of = switch();
+        flow(&mut of, "priority=5,in_port=1,actions=output:2");
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        let fake = Arc::new(Mutex::new(Fake {
+            copies: vec![r],
+            per_report: 10,
+            drains: 0,
+        }));
+        of.add_fast_path(fake.clone());
+        let _ = of.connect(1, ConnKind::Passive, SEC);
+        let hello = Message::Hello {
+            version: OFP_VERSION,
+            elements: vec![HelloElement::versions(&[OFP_VERSION])],
+        };
+        let _ = of.handle(1, &encode(1, &hello), SEC);
+        let held = |f: &Arc<Mutex<Fake>>| {
+            let f = f.lock().unwrap();
+            (f.drains, f.copies.len())
+        };
+        assert_eq!(held(&fake), (1, 0), "HELLO takes copies back");
+        let r = decide(&mut of, 1, tcp4()).expect("repeatable");
+        fake.lock().unwrap().copies.push(r);
+        for m in [Message::BarrierRequest, Message::EchoRequest(b"x".to_vec())] {
+            let _ = of.handle(1, &encode(2, &m), 2 * SEC);
+        }
+        assert_eq!(held(&fake), (1, 1), "barrier and echo leave it out");
+        let req = Message::MultipartRequest {
+            flags: 0,
+            body: MultipartRequest::Flow(FlowStatsRequest::default()),
+        };
+        let mut fx = of.handle(1, &encode(3, &req), 3 * SEC);
+        while let Some(page) = of.resume_flow_dump(1, 3 * SEC) {
+            fx.extend(page);
+        }
+        assert_eq!(held(&fake), (1, 1), "a stats request credits, keeps it out");
+        // The core sends the reply pre-encoded: decode it as the peer would.
+        let counted: Vec<u64> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { msg, .. } => match decode(&encode(3, msg)) {
+                    Ok((
+                        _,
+                        Message::MultipartReply {
+                            body: MultipartReply::Flow(f),
+                            ..
+                        },
+                    )) => Some(f.iter().map(|s| s.packet_count).sum::<u64>()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        // Two frames through the pipeline (two decisions), 10 credited when HELLO took the
+        // first copy back, 10 by the stats request's credit.
+        assert_eq!(counted, vec![22]);
+        let fm = parse_flow("priority=9,in_port=3,actions=drop", FlowModCommand::Add).unwrap();
+        let _ = of.handle(1, &encode(4, &Message::FlowMod(fm)), 4 * SEC);
+        assert_eq!(held(&fake), (2, 0), "a FLOW_MOD takes it back");
+    }
+
     #[test]
     fn a_normal_copy_is_taken_back_when_its_destination_moves() {
         let mut of = switch();

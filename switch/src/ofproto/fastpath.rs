@@ -7,10 +7,13 @@
 //! own copies (`datapath::copies`), for frames with the same whole flow key, without the
 //! pipeline or this core's lock. Such a copy is only right while nothing that decided it
 //! changes, so the core takes every copy back ([`Ofproto::drain_fast_path`]) at each of its
-//! entry points before it acts: every OpenFlow message (flow, group, meter and port mods,
-//! role and config changes, and the statistics requests, which thus see exact counters),
-//! time-driven work (expiry), connections coming and going (fail mode), port changes and QoS
-//! changes. The datapath also drains when NORMAL's MAC table changes. Taking copies back is
+//! entry points before it acts: every OpenFlow message that may change a decision (flow,
+//! group, meter, port and table mods, role and config changes, PACKET_OUT, HELLO, anything
+//! unknown), time-driven work (expiry), connections coming and going (fail mode),
+//! control-socket commands, port changes and QoS changes. Statistics requests only credit
+//! the copies' counts ([`Ofproto::sync_fast_path`]): their replies are exact and the copies
+//! stay out. Echo, barrier, features, get-config, queue-config and get-async requests touch
+//! nothing. The datapath also drains when NORMAL's MAC table changes. Taking copies back is
 //! always correct: the next frame of that header goes through the pipeline again and may be
 //! handed over again.
 //!
@@ -23,6 +26,8 @@
 
 use super::{Ofproto, QueueCounters};
 use shg_flows::table::Visit;
+use shg_flows::wire::message::{MsgType, OFP_VERSION};
+use shg_flows::wire::multipart::MultipartType;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a repeated decision is counted on.
@@ -97,6 +102,22 @@ impl Ofproto {
         out
     }
 
+    /// The entry of an OpenFlow message: like `Ofproto::entered`, except for messages that
+    /// change nothing a decision depends on. Statistics requests only credit the copies'
+    /// counts (their replies are exact and the copies stay out); echo, features, config,
+    /// queue-config and async-config requests and barriers neither take back nor credit.
+    /// Everything else, and anything unreadable, takes every copy back.
+    pub(super) fn entered_for(&mut self, frame: &[u8], now: u64) {
+        self.last_now = self.last_now.max(now);
+        match fast_path_need(frame) {
+            FastPathNeed::TakeBack => self.drain_fast_path(self.last_now),
+            FastPathNeed::Credit => {
+                self.sync_fast_path(self.last_now);
+            }
+            FastPathNeed::Nothing => {}
+        }
+    }
+
     fn credit_fast(&mut self, rec: &FastRecord, packets: u64, bytes: u64, now: u64) {
         if packets == 0 {
             return;
@@ -119,5 +140,85 @@ impl Ofproto {
         if let Some((src, _)) = rec.normal {
             self.mac_table.learn(0, src, rec.in_port, now);
         }
+    }
+}
+
+/// What an OpenFlow message needs of the fast paths before it is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FastPathNeed {
+    /// It may change what decides (or who: a controller's HELLO ends fail-open mode).
+    TakeBack,
+    /// It reads counters.
+    Credit,
+    /// It reads or changes nothing a decision or a counter depends on.
+    Nothing,
+}
+
+/// [`FastPathNeed`] of `frame`, by its OpenFlow 1.3 type (and multipart type).
+fn fast_path_need(frame: &[u8]) -> FastPathNeed {
+    if frame.first() != Some(&OFP_VERSION) {
+        return FastPathNeed::TakeBack;
+    }
+    match frame.get(1).map(|&t| MsgType::from(t)) {
+        Some(
+            MsgType::EchoRequest
+            | MsgType::EchoReply
+            | MsgType::FeaturesRequest
+            | MsgType::GetConfigRequest
+            | MsgType::BarrierRequest
+            | MsgType::QueueGetConfigRequest
+            | MsgType::GetAsyncRequest,
+        ) => FastPathNeed::Nothing,
+        Some(MsgType::MultipartRequest) => {
+            match frame
+                .get(8..10)
+                .map(|b| MultipartType::from(u16::from_be_bytes([b[0], b[1]])))
+            {
+                // A TABLE_FEATURES request with a body sets the tables' features.
+                Some(MultipartType::TableFeatures) | None => FastPathNeed::TakeBack,
+                Some(_) => FastPathNeed::Credit,
+            }
+        }
+        _ => FastPathNeed::TakeBack,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(typ: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![OFP_VERSION, typ, 0, 0, 0, 0, 0, 1];
+        f.extend_from_slice(body);
+        let len = u16::try_from(f.len()).unwrap().to_be_bytes();
+        f[2..4].copy_from_slice(&len);
+        f
+    }
+
+    #[test]
+    fn reads_keep_the_copies_and_everything_else_takes_them_back() {
+        use FastPathNeed::{Credit, Nothing, TakeBack};
+        let flow_stats = [0, 1, 0, 0, 0, 0, 0, 0];
+        let port_stats = [0, 4, 0, 0, 0, 0, 0, 0];
+        let table_features = [0, 12, 0, 0, 0, 0, 0, 0];
+        for (f, need) in [
+            (frame(2, b"x"), Nothing), // ECHO_REQUEST
+            (frame(20, &[]), Nothing), // BARRIER_REQUEST
+            (frame(5, &[]), Nothing),  // FEATURES_REQUEST
+            (frame(18, &flow_stats), Credit),
+            (frame(18, &port_stats), Credit),
+            (frame(18, &table_features), TakeBack),
+            (frame(18, &[]), TakeBack),      // too short to say
+            (frame(14, &[0; 40]), TakeBack), // FLOW_MOD
+            (frame(0, &[]), TakeBack),       // HELLO: a controller may end fail-open
+            (frame(13, &[0; 16]), TakeBack), // PACKET_OUT
+            (frame(24, &[0; 16]), TakeBack), // ROLE_REQUEST
+            (frame(9, &[0; 4]), TakeBack),   // SET_CONFIG
+        ] {
+            assert_eq!(fast_path_need(&f), need, "{f:?}");
+        }
+        let mut of10 = frame(2, &[]);
+        of10[0] = 1;
+        assert_eq!(fast_path_need(&of10), TakeBack, "another version");
     }
 }

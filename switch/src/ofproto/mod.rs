@@ -427,7 +427,7 @@ impl Ofproto {
     /// One complete OpenFlow frame from `conn` (the agent splits the stream with
     /// `wire::message::frame_len`).
     pub fn handle(&mut self, conn: ConnId, frame: &[u8], now: u64) -> Vec<Effect> {
-        self.entered(now);
+        self.entered_for(frame, now);
         let Some(c) = self.conns.get_mut(&conn) else {
             tracing::debug!(conn, "frame for an unknown or closed connection ignored");
             return Vec::new();
