@@ -1165,6 +1165,18 @@ mod tests {
         assert_eq!(c.fail_mode, FailMode::Secure);
         assert_eq!(c.ctl, PathBuf::from(DEFAULT_CTL));
         assert!(c.ports.is_empty() && c.controllers.is_empty() && c.listen.is_empty());
+        assert!(c.kernel_fast_path && c.thread_copies);
+    }
+
+    #[test]
+    fn fast_paths_turn_off_and_bad_values_are_named() {
+        let c = run(&["--kernel-fast-path", "off", "--thread-copies=off"]);
+        assert!(!c.kernel_fast_path && !c.thread_copies);
+        assert!(c.summary().contains("thread_copies: off\n"));
+        assert_eq!(
+            errs(&["--thread-copies", "maybe"]),
+            vec!["--thread-copies maybe: \"maybe\" is not a thread copies setting (on or off)"]
+        );
     }
 
     #[test]

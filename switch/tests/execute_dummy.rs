@@ -1643,17 +1643,23 @@ mod fast_path {
         }
     }
 
+    /// A [`Fake`] holding the copy `r`, installed as `of`'s fast path.
+    fn install_fake(of: &mut Ofproto, r: FastRecord, per_report: u64) -> Arc<Mutex<Fake>> {
+        let fake = Arc::new(Mutex::new(Fake {
+            copies: vec![r],
+            per_report,
+            drains: 0,
+        }));
+        of.add_fast_path(fake.clone());
+        fake
+    }
+
     #[test]
     fn the_core_takes_copies_back_before_acting_and_credits_what_they_forwarded() {
         let mut of = switch();
         flow(&mut of, "priority=5,in_port=1,actions=output:2");
         let r = decide(&mut of, 1, tcp4()).expect("repeatable");
-        let fake = Arc::new(Mutex::new(Fake {
-            copies: vec![r],
-            per_report: 10,
-            drains: 0,
-        }));
-        of.add_fast_path(fake.clone());
+        let fake = install_fake(&mut of, r, 10);
         let rx0 = of.ports[&1].counters.rx_packets;
         let tx0 = of.ports[&2].counters.tx_packets;
         // A sync credits and keeps the copy.
@@ -1686,12 +1692,7 @@ mod fast_path {
         let mut of = switch();
         flow(&mut of, "priority=5,in_port=1,actions=output:2");
         let r = decide(&mut of, 1, tcp4()).expect("repeatable");
-        let fake = Arc::new(Mutex::new(Fake {
-            copies: vec![r],
-            per_report: 10,
-            drains: 0,
-        }));
-        of.add_fast_path(fake.clone());
+        let fake = install_fake(&mut of, r, 10);
         let _ = of.connect(1, ConnKind::Passive, SEC);
         let hello = Message::Hello {
             version: OFP_VERSION,
@@ -1752,12 +1753,7 @@ mod fast_path {
         back[6..12].copy_from_slice(&MAC_B);
         run(&mut of, 2, back.clone(), SEC);
         let r = decide(&mut of, 1, tcp4()).expect("repeatable");
-        let fake = Arc::new(Mutex::new(Fake {
-            copies: vec![r],
-            per_report: 1,
-            drains: 0,
-        }));
-        of.add_fast_path(fake.clone());
+        install_fake(&mut of, r, 1);
         assert!(of.sync_fast_path(2 * SEC), "still right");
         // B moves to port 3 (the datapath takes copies back on MAC changes; the sync also
         // finds it).
