@@ -43,9 +43,8 @@ pub struct FastRecord {
 }
 
 /// A forwarder repeating decisions (the kernel, the datapath thread's copies; a fake in
-/// tests). `credit` is called with
-/// each copy's packets and bytes forwarded since it was handed over or last reported, and
-/// answers whether the copy is still right.
+/// tests). `credit` is called with each copy's packets and bytes forwarded since it was handed
+/// over or last reported, and answers whether the copy is still right.
 pub trait FastPath: Send + std::fmt::Debug {
     /// Takes every copy back, reporting what each forwarded.
     fn drain(&mut self, credit: &mut dyn FnMut(&FastRecord, u64, u64) -> bool);
