@@ -1103,52 +1103,32 @@ pub fn run_datapath(opts: &DatapathOpts) -> io::Result<(Report, PathBuf)> {
     let mut fwd = start_forward(&topo, &dir, Config::Forward)?;
     let mut fwd_kernel = start_forward(&topo, &dir, Config::ForwardKernel)?;
 
-    // shg-switch, one flow.
-    let mut shg = Shg::start(
-        &env,
-        &topo.sw,
-        "shg-1flow",
-        &topo.sw_ports(Config::Shg),
-        6701,
-        &dir,
-    )?;
-    ofctl(
-        &topo.sw,
-        &["add-flow", &shg.target, flowgen::CATCH_ALL],
-        &ofl,
-        t,
-    )?;
-    // shg-switch, one flow, no kernel fast path.
-    let mut shg_user = Shg::start_with_args(
-        &env,
-        &topo.sw,
+    // shg-switch with one flow (`actions=NORMAL`), started with `args`.
+    let one_flow = |name: &str, cfg: Config, port: u16, args: &[&str]| -> io::Result<Shg> {
+        let shg =
+            Shg::start_with_args(&env, &topo.sw, name, &topo.sw_ports(cfg), port, &dir, args)?;
+        ofctl(
+            &topo.sw,
+            &["add-flow", &shg.target, flowgen::CATCH_ALL],
+            &ofl,
+            t,
+        )?;
+        Ok(shg)
+    };
+    let mut shg = one_flow("shg-1flow", Config::Shg, 6701, &[])?;
+    // No kernel fast path.
+    let mut shg_user = one_flow(
         "shg-userspace",
-        &topo.sw_ports(Config::ShgUserspace),
+        Config::ShgUserspace,
         6705,
-        &dir,
         &["--kernel-fast-path", "off"],
     )?;
-    ofctl(
-        &topo.sw,
-        &["add-flow", &shg_user.target, flowgen::CATCH_ALL],
-        &ofl,
-        t,
-    )?;
-    // shg-switch, one flow, every frame through the pipeline.
-    let mut shg_pipe = Shg::start_with_args(
-        &env,
-        &topo.sw,
+    // Every frame through the pipeline.
+    let mut shg_pipe = one_flow(
         "shg-pipeline",
-        &topo.sw_ports(Config::ShgPipeline),
+        Config::ShgPipeline,
         6706,
-        &dir,
         &["--kernel-fast-path", "off", "--thread-copies", "off"],
-    )?;
-    ofctl(
-        &topo.sw,
-        &["add-flow", &shg_pipe.target, flowgen::CATCH_ALL],
-        &ofl,
-        t,
     )?;
     // shg-switch, many flows.
     let mut shg_many = Shg::start(

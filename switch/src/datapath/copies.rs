@@ -89,11 +89,6 @@ impl ThreadCopies {
             }
         }
     }
-
-    /// Copies held now.
-    pub fn held(&self) -> usize {
-        self.copies.len()
-    }
 }
 
 impl FastPath for ThreadCopies {
@@ -205,11 +200,11 @@ mod tests {
         t.forward(&key(1), 10);
         // Port 3's copy forwarded nothing since: idle once, kept.
         assert_eq!(sync(&mut t, true), vec![(1, 1, 10), (3, 0, 0)]);
-        assert_eq!(t.held(), 2);
+        assert_eq!(t.copies.len(), 2);
         t.forward(&key(1), 10);
         // Idle twice: taken back.
         assert_eq!(sync(&mut t, true), vec![(1, 1, 10), (3, 0, 0)]);
-        assert_eq!(t.held(), 1);
+        assert_eq!(t.copies.len(), 1);
         // No longer right: taken back after its counts are credited.
         t.forward(&key(1), 10);
         assert_eq!(sync(&mut t, false), vec![(1, 1, 10)]);
@@ -223,6 +218,6 @@ mod tests {
             assert!(t.decided(key(u32::try_from(k).unwrap()), Some(record(1, 2))));
         }
         assert!(!t.decided(key(u32::MAX), Some(record(1, 2))));
-        assert_eq!(t.held(), MAX_COPIES);
+        assert_eq!(t.copies.len(), MAX_COPIES);
     }
 }

@@ -640,12 +640,17 @@ impl Loop {
             return;
         }
         let c = Arc::new(Mutex::new(copies::ThreadCopies::new()));
-        let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
-        of.add_fast_path(c.clone());
-        self.mac_changes = of.mac_table.changes();
-        drop(of);
+        self.install_fast_path(c.clone());
         tracing::info!("thread copies of decisions started");
         self.copies = Some(c);
+    }
+
+    /// Hands `fast` to the core, which takes its copies back from now on; NORMAL's table
+    /// changes are counted from here.
+    fn install_fast_path(&mut self, fast: crate::ofproto::SharedFastPath) {
+        let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
+        of.add_fast_path(fast);
+        self.mac_changes = of.mac_table.changes();
     }
 
     /// Starts the kernel fast path on every kernel port (see [`offload`]).
@@ -668,10 +673,7 @@ impl Loop {
             }
         }
         let o = Arc::new(Mutex::new(o));
-        let mut of = lock_of(&self.of, &self.shared.waiting_for_lock);
-        of.add_fast_path(o.clone());
-        self.mac_changes = of.mac_table.changes();
-        drop(of);
+        self.install_fast_path(o.clone());
         tracing::info!("kernel fast path started");
         self.offload = Some(o);
     }
@@ -941,14 +943,6 @@ impl Loop {
                 }
             }
         }
-        if self.sync_deadline.is_none()
-            && self
-                .copies
-                .as_ref()
-                .is_some_and(|c| lock_copies(c).held() > 0)
-        {
-            self.sync_deadline = Some(now.saturating_add(nanos(FAST_SYNC)));
-        }
         true
     }
 
@@ -1004,10 +998,11 @@ impl Loop {
             }
             let outs = self.outputs.get(start..).unwrap_or(&[]);
             if let (true, Some(c)) = (copy, copies.as_mut()) {
-                c.decided(
-                    key,
-                    offload::candidate(g, port_no, &key, outs, Repeater::Thread),
-                );
+                let rec = offload::candidate(g, port_no, &key, outs, Repeater::Thread);
+                if c.decided(key, rec) && self.sync_deadline.is_none() {
+                    // Counted from now on: credited (and taken back when idle) every second.
+                    self.sync_deadline = Some(now.saturating_add(nanos(FAST_SYNC)));
+                }
             }
             if let (Some(fk), Some(o)) = (fk, kernel.as_mut()) {
                 let rec = offload::candidate(g, port_no, &key, outs, Repeater::Kernel);

@@ -69,36 +69,38 @@ impl Ofproto {
     /// Takes every handed-over decision back, crediting what it forwarded (see the module
     /// doc). A no-op without a fast path.
     pub fn drain_fast_path(&mut self, now: u64) {
-        for fast in self.fast_paths.clone() {
-            let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
-            if f.is_empty() {
-                continue;
-            }
+        self.each_fast_path(|of, f| {
             f.drain(&mut |rec, packets, bytes| {
-                self.credit_fast(rec, packets, bytes, now);
+                of.credit_fast(rec, packets, bytes, now);
                 false
             });
-        }
+        });
     }
 
     /// Credits what the handed-over decisions forwarded, keeping them (idle ones are taken
     /// back). Returns whether any is still out.
     pub fn sync_fast_path(&mut self, now: u64) -> bool {
         let mut out = false;
-        for fast in self.fast_paths.clone() {
-            let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
-            if f.is_empty() {
-                continue;
-            }
+        self.each_fast_path(|of, f| {
             f.sync(&mut |rec, packets, bytes| {
-                self.credit_fast(rec, packets, bytes, now);
+                of.credit_fast(rec, packets, bytes, now);
                 // NORMAL's copy is right while its destination is still learned on its port.
                 rec.normal
-                    .is_none_or(|(_, dst)| self.mac_table.lookup(0, dst, now) == Some(rec.out_port))
+                    .is_none_or(|(_, dst)| of.mac_table.lookup(0, dst, now) == Some(rec.out_port))
             });
             out |= !f.is_empty();
-        }
+        });
         out
+    }
+
+    /// Calls `visit` with each fast path that holds copies, locked.
+    fn each_fast_path(&mut self, mut visit: impl FnMut(&mut Ofproto, &mut dyn FastPath)) {
+        for fast in self.fast_paths.clone() {
+            let mut f = fast.lock().unwrap_or_else(PoisonError::into_inner);
+            if !f.is_empty() {
+                visit(self, &mut *f);
+            }
+        }
     }
 
     /// The entry of an OpenFlow message: like `Ofproto::entered`, except for messages that
